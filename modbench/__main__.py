@@ -1,0 +1,3 @@
+from modbench.cli.app import main
+
+main()

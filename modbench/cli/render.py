@@ -1,0 +1,19 @@
+"""Terminal rendering of leaderboard tables (rich)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from modbench.results.leaderboard import CAVEAT, display_rows
+
+
+def print_table(table: pd.DataFrame, title: str) -> None:
+    headers, rows = display_rows(table)
+    rich_table = Table(title=title, caption=f"* best of our rows per metric. {CAVEAT}")
+    for header in headers:
+        rich_table.add_column(header, justify="left" if header in ("source", "method", "dataset") else "right")
+    for cells in rows:
+        rich_table.add_row(*cells, style=None if cells[0] == "ours" else "dim italic")
+    Console(width=max(140, Console().width)).print(rich_table)

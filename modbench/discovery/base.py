@@ -1,0 +1,55 @@
+"""The Discoverer protocol and registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from modbench.registry import Registry
+from modbench.tasks.base import ContrastivePairs
+
+
+@dataclass(frozen=True)
+class NeuronScores:
+    """Per-pair scores of every candidate neuron, per hook point: ``scores[hook]`` is (pairs, neurons).
+
+    Aggregation over pairs is the mean; ``lower_is_better`` says which end is the circuit.
+    """
+
+    scores: dict[str, Float[Tensor, "pairs neurons"]]
+    lower_is_better: bool
+
+    def mean(self) -> dict[str, Float[Tensor, " neurons"]]:
+        return {hook: value.mean(0) for hook, value in self.scores.items()}
+
+
+class Discoverer(Protocol):
+    config: Any
+
+    def score(self, model: nn.Module, pairs: ContrastivePairs) -> NeuronScores: ...
+
+
+@dataclass(frozen=True)
+class DiscovererSpec:
+    key: str
+    config: Any
+    factory: Callable[[Any], Discoverer]
+    summary: str
+
+    def build(self, config: Any | None = None) -> Discoverer:
+        return self.factory(self.config if config is None else config)
+
+
+DISCOVERERS: Registry[DiscovererSpec] = Registry("discoverer")
+
+
+def register_discoverer(key: str, config: Any, summary: str = "") -> Callable[[Any], Any]:
+    def decorator(factory: Any) -> Any:
+        DISCOVERERS.add(key, DiscovererSpec(key, config, factory, summary or (factory.__doc__ or "").strip()))
+        return factory
+
+    return decorator

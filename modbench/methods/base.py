@@ -1,0 +1,70 @@
+"""The Method protocol: how a regime plugs into the one training loop.
+
+A method adds loss terms (``regularizers``) and may act after each optimizer step (``after_step``,
+e.g. BIMT swaps). It never owns the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from modbench.registry import Registry
+
+
+class Method(Protocol):
+    config: Any
+
+    def setup(self, model: nn.Module, total_steps: int) -> None:
+        """Check the model fits the method (raise ``UserError`` if not) and precompute state."""
+
+    def regularizers(self, model: nn.Module, step: int) -> dict[str, Tensor]:
+        """Extra loss terms at ``step`` (0-based), each already multiplied by its coefficient."""
+
+    def after_step(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        """Called after optimizer step ``step`` (1-based). Returns numbers worth logging."""
+
+
+class MethodBase:
+    """Convenience base: no regularizers, nothing after steps."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.total_steps = 0
+
+    def setup(self, model: nn.Module, total_steps: int) -> None:
+        self.total_steps = total_steps
+
+    def regularizers(self, model: nn.Module, step: int) -> dict[str, Tensor]:
+        return {}
+
+    def after_step(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        return {}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    key: str
+    config: Any
+    factory: Callable[[Any], Method]
+    summary: str
+
+    def build(self, config: Any | None = None) -> Method:
+        return self.factory(self.config if config is None else config)
+
+
+METHODS: Registry[MethodSpec] = Registry("method")
+
+
+def register_method(key: str, config: Any, summary: str = "") -> Callable[[Any], Any]:
+    """Class decorator: register ``cls(config)`` under ``key`` with ``config`` as its default."""
+
+    def decorator(factory: Any) -> Any:
+        METHODS.add(key, MethodSpec(key, config, factory, summary or (factory.__doc__ or "").strip()))
+        return factory
+
+    return decorator

@@ -1,0 +1,77 @@
+"""Trained-model cache: one weights file and one JSON sidecar per training config hash.
+
+The same config is never trained twice. Weights are read with ``torch.load(weights_only=True)``; the
+sidecar records the full config and the weights' SHA-256, so a corrupted or mismatched checkpoint is
+an error, never a silent retrain over it. Files are written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from modbench.errors import CheckpointError
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with handle:
+            write(handle)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+class CheckpointStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def paths(self, name: str) -> tuple[Path, Path]:
+        return self.root / f"{name}.pt", self.root / f"{name}.json"
+
+    def exists(self, name: str) -> bool:
+        weights, sidecar = self.paths(name)
+        return weights.exists() or sidecar.exists()
+
+    def save(self, name: str, model: nn.Module, config: dict[str, Any], info: dict[str, Any]) -> Path:
+        weights, sidecar = self.paths(name)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        _atomic_write(weights, lambda handle: torch.save(state, handle))
+        meta = {"config": config, "sha256": _sha256(weights), **info}
+        _atomic_write(sidecar, lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
+        return weights
+
+    def load(self, name: str, model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
+        """Fill ``model`` from the checkpoint; returns the sidecar. Raises CheckpointError on any mismatch."""
+        weights, sidecar = self.paths(name)
+        hint = f"delete {weights} and {sidecar} to retrain"
+        if not (weights.exists() and sidecar.exists()):
+            raise CheckpointError(f"incomplete checkpoint {name}: {hint}")
+        try:
+            meta = json.loads(sidecar.read_text())
+        except json.JSONDecodeError:
+            raise CheckpointError(f"checkpoint sidecar {sidecar} is not valid JSON: {hint}") from None
+        if meta.get("config") != config:
+            raise CheckpointError(f"checkpoint {name} was trained with a different config: {hint}")
+        if meta.get("sha256") != _sha256(weights):
+            raise CheckpointError(f"checkpoint {weights} is corrupted (SHA-256 mismatch): {hint}")
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except (RuntimeError, OSError, ValueError) as error:
+            raise CheckpointError(f"checkpoint {weights} does not fit the model ({error}): {hint}") from None
+        return meta

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import tiny_data, tiny_model
+from modbench.errors import CheckpointError, TrainingFailed, UserError
+from modbench.methods import METHODS, MethodBase
+from modbench.methods.local_cost import LocalCostConfig, LocalCostMethod
+from modbench.pipeline import TrainingSpec, override, trained_model
+from modbench.training.checkpoint import CheckpointStore
+from modbench.training.trainer import TrainConfig, train
+
+CPU = torch.device("cpu")
+SHORT = TrainConfig(steps=60, batch_size=16, eval_every=30)
+
+
+def run(method_key: str, seed: int = 0, cfg: TrainConfig = SHORT, **changes):
+    model = tiny_model(seed=seed)
+    method = LocalCostMethod(dataclasses.replace(METHODS.get(method_key).config, swap_top_k=9, **changes))
+    result = train(model, method, tiny_data(), cfg, CPU, show_progress=False)
+    return model, result
+
+
+def test_same_seed_gives_identical_weights():
+    a, _ = run("bimt", swap_every=20)
+    b, _ = run("bimt", swap_every=20)
+    for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_different_batch_seed_gives_different_weights():
+    a, _ = run("vanilla")
+    b, _ = run("vanilla", cfg=dataclasses.replace(SHORT, seed=2))
+    assert not torch.equal(a.unembed.weight, b.unembed.weight)
+
+
+def test_bimt_swaps_happen_and_regularizer_is_logged():
+    _, result = run("bimt", swap_every=20)
+    assert result.history[-1]["swaps"] >= 0 and "connection_cost" in result.final_losses
+    assert any(row.get("swaps", 0) > 0 for row in result.history) or result.final_losses["connection_cost"] > 0
+
+
+def test_connection_cost_shrinks_weights_relative_to_vanilla():
+    vanilla, _ = run("vanilla", cfg=dataclasses.replace(SHORT, steps=200))
+    l1, _ = run("l1", cfg=dataclasses.replace(SHORT, steps=200), lam=0.5)
+    assert l1.blocks[0].mlp.linear.weight.abs().sum() < 0.8 * vanilla.blocks[0].mlp.linear.weight.abs().sum()
+
+
+def test_lambda_schedule_follows_the_code():
+    cfg = LocalCostConfig()
+    assert [cfg.lam_at(s, 40_000) for s in (0, 9_999, 10_000, 19_999, 20_000, 39_999)] == pytest.approx(
+        [0.01, 0.01, 0.1, 0.1, 1.0, 1.0]
+    )
+
+
+@pytest.mark.parametrize(
+    "changes", [{"lam": -1.0}, {"schedule": "cosine"}, {"swap_top_k": 0}, {"weight_factor": -2.0}]
+)
+def test_bad_regime_configs_are_rejected(changes):
+    with pytest.raises(ValueError):
+        LocalCostConfig(**changes)
+
+
+def test_top_k_larger_than_every_layer_is_a_user_error():
+    method = LocalCostMethod(LocalCostConfig(swap_every=10, swap_top_k=50))
+    with pytest.raises(UserError, match="larger than every"):
+        method.setup(tiny_model(), 100)
+
+
+def test_nan_loss_stops_the_run():
+    class Exploding(MethodBase):
+        def regularizers(self, model, step):
+            return {"boom": torch.tensor(float("nan")) * next(model.parameters()).sum()}
+
+    with pytest.raises(TrainingFailed, match="nan"):
+        train(tiny_model(), Exploding(None), tiny_data(), SHORT, CPU, show_progress=False)
+
+
+def test_override_parses_values_and_rejects_unknown_fields():
+    assert override(LocalCostConfig(), ["lam=0.5", "swap_every=100"]).swap_every == 100
+    with pytest.raises(UserError, match="no field"):
+        override(LocalCostConfig(), ["lamda=1"])
+    with pytest.raises(UserError, match="lam must be >= 0"):
+        override(LocalCostConfig(), ["lam=-1"])
+
+
+def spec_for(steps: int = 30) -> TrainingSpec:
+    from conftest import TINY
+
+    method_config = dataclasses.replace(METHODS.get("bimt").config, swap_top_k=9, swap_every=10)
+    return TrainingSpec("bimt", method_config, "mnist_mlp", TINY, TrainConfig(steps=steps), "toy")
+
+
+def test_checkpoint_cache_trains_once_then_loads(tmp_path, monkeypatch):
+    store = CheckpointStore(tmp_path / "models")
+    model, first = trained_model(spec_for(), tiny_data(), CPU, store, show_progress=False)
+    monkeypatch.setattr("modbench.pipeline.train", lambda *a, **k: pytest.fail("retrained a cached config"))
+    again, second = trained_model(spec_for(), tiny_data(), CPU, store, show_progress=False)
+    assert not first["cached"] and second["cached"]
+    assert torch.equal(model.unembed.weight, again.unembed.weight)
+    assert second["checkpoint_bytes"] > 0
+
+
+def test_corrupted_or_mismatched_checkpoint_is_an_error_not_a_retrain(tmp_path):
+    store = CheckpointStore(tmp_path / "models")
+    spec = spec_for()
+    trained_model(spec, tiny_data(), CPU, store, show_progress=False)
+    weights, sidecar = store.paths(spec.checkpoint_name)
+    original = weights.read_bytes()
+    weights.write_bytes(original[:-10] + b"0123456789")
+    with pytest.raises(CheckpointError, match="corrupted"):
+        trained_model(spec, tiny_data(), CPU, store, show_progress=False)
+    weights.write_bytes(original)
+    sidecar.write_text(sidecar.read_text().replace('"steps": 30', '"steps": 31'))
+    with pytest.raises(CheckpointError, match="different config"):
+        trained_model(spec, tiny_data(), CPU, store, show_progress=False)
+    assert weights.read_bytes() == original
