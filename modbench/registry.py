@@ -14,8 +14,9 @@ import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from modbench.errors import UserError
 
@@ -68,6 +69,29 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.keys())
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """A registered plugin: its default (frozen, validated) config and ``factory(config) -> plugin``."""
+
+    key: str
+    config: Any
+    factory: Callable[[Any], Any]
+    summary: str
+
+    def build(self, config: Any | None = None) -> Any:
+        return self.factory(self.config if config is None else config)
+
+
+def plugin_decorator(registry: Registry[PluginSpec], key: str, config: Any, summary: str = "") -> Callable:
+    """Decorator registering ``factory`` (a class or function taking the config) under ``key``."""
+
+    def decorator(factory: Any) -> Any:
+        registry.add(key, PluginSpec(key, config, factory, summary or (factory.__doc__ or "").strip()))
+        return factory
+
+    return decorator
 
 
 ENTRY_POINT_GROUPS = ("modbench.methods", "modbench.models", "modbench.tasks", "modbench.discoverers")

@@ -46,4 +46,4 @@ def resolve_common(
         raise UserError(f"--data-dir {data_dir} is not a directory")
     data = load(data_dir)
     n_steps = steps if steps is not None else default_steps(data.source)
-    return Common(data, torch_device, TrainConfig(steps=n_steps, seed=seed, eval_every=min(2_000, n_steps)))
+    return Common(data, torch_device, TrainConfig(steps=n_steps, seed=seed, eval_every=min(TrainConfig.eval_every, n_steps)))

@@ -64,7 +64,8 @@ def run(
     store = ResultStore(results_path(results))
     record["id"] = store.append(record)
     table = leaderboard([record], task)
-    print_table(table, f"{task}: this run beside the published rows")
+    table = table[(table["source"] == "ours") | (table["method"] == method)]
+    print_table(table, f"{task}: this run beside its published counterpart")
     from modbench.viz.figures import connectivity_graph, sparsity_scatter
 
     folder = figures or modbench_home() / "figures"

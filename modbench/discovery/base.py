@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from modbench.registry import Registry
+from modbench.registry import PluginSpec, Registry, plugin_decorator
 from modbench.tasks.base import ContrastivePairs
 
 
@@ -33,23 +33,9 @@ class Discoverer(Protocol):
     def score(self, model: nn.Module, pairs: ContrastivePairs) -> NeuronScores: ...
 
 
-@dataclass(frozen=True)
-class DiscovererSpec:
-    key: str
-    config: Any
-    factory: Callable[[Any], Discoverer]
-    summary: str
-
-    def build(self, config: Any | None = None) -> Discoverer:
-        return self.factory(self.config if config is None else config)
-
-
-DISCOVERERS: Registry[DiscovererSpec] = Registry("discoverer")
+DiscovererSpec = PluginSpec
+DISCOVERERS: Registry[PluginSpec] = Registry("discoverer")
 
 
 def register_discoverer(key: str, config: Any, summary: str = "") -> Callable[[Any], Any]:
-    def decorator(factory: Any) -> Any:
-        DISCOVERERS.add(key, DiscovererSpec(key, config, factory, summary or (factory.__doc__ or "").strip()))
-        return factory
-
-    return decorator
+    return plugin_decorator(DISCOVERERS, key, config, summary)

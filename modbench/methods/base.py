@@ -7,13 +7,12 @@ e.g. BIMT swaps). It never owns the loop.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from modbench.registry import Registry
+from modbench.registry import PluginSpec, Registry, plugin_decorator
 
 
 class Method(Protocol):
@@ -46,25 +45,10 @@ class MethodBase:
         return {}
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    key: str
-    config: Any
-    factory: Callable[[Any], Method]
-    summary: str
-
-    def build(self, config: Any | None = None) -> Method:
-        return self.factory(self.config if config is None else config)
-
-
-METHODS: Registry[MethodSpec] = Registry("method")
+MethodSpec = PluginSpec
+METHODS: Registry[PluginSpec] = Registry("method")
 
 
 def register_method(key: str, config: Any, summary: str = "") -> Callable[[Any], Any]:
     """Class decorator: register ``cls(config)`` under ``key`` with ``config`` as its default."""
-
-    def decorator(factory: Any) -> Any:
-        METHODS.add(key, MethodSpec(key, config, factory, summary or (factory.__doc__ or "").strip()))
-        return factory
-
-    return decorator
+    return plugin_decorator(METHODS, key, config, summary)

@@ -20,7 +20,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from modbench.registry import Registry
+from modbench.registry import PluginSpec, Registry, plugin_decorator
 
 
 @dataclass(frozen=True)
@@ -58,25 +58,13 @@ class ModularModel(Protocol):
     def __call__(self, x: Tensor) -> Tensor: ...
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    key: str
-    config: Any
-    build: Callable[[Any], nn.Module]
-    summary: str
+ModelSpec = PluginSpec
+MODELS: Registry[PluginSpec] = Registry("model")
 
 
-MODELS: Registry[ModelSpec] = Registry("model")
-
-
-def register_model(key: str, config: Any, summary: str) -> Callable[[Callable[[Any], nn.Module]], Any]:
+def register_model(key: str, config: Any, summary: str) -> Callable[[Any], Any]:
     """Register ``build(config) -> model`` under ``key`` with its default config."""
-
-    def decorator(build: Callable[[Any], nn.Module]) -> Callable[[Any], nn.Module]:
-        MODELS.add(key, ModelSpec(key, config, build, summary))
-        return build
-
-    return decorator
+    return plugin_decorator(MODELS, key, config, summary)
 
 
 def permute_sites(layer: NeuronLayer, perm: Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:

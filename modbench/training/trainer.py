@@ -22,7 +22,8 @@ NAN_CHECK_EVERY = 100
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Defaults are the BIMT MNIST code: AdamW lr 1e-3, no weight decay, batch 100, 40k steps, MSE."""
+    """Defaults are the BIMT MNIST code: AdamW lr 1e-3, no weight decay, batch 100, 40k steps, MSE,
+    test accuracy every 200 steps (here on the whole test split, not 2,000 random test images)."""
 
     steps: int = 40_000
     batch_size: int = 100
@@ -30,7 +31,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: Literal["mse", "cross_entropy"] = "mse"
     seed: int = 1
-    eval_every: int = 2_000
+    eval_every: int = 200
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
@@ -43,7 +44,12 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """``test_accuracy`` is at the last step; ``best_test_accuracy`` is the highest seen at any evaluation,
+    which is what the BIMT notebook tracks (``best_test_acc``) and, we believe, what its paper reports."""
+
     test_accuracy: float
+    best_test_accuracy: float
+    best_step: int
     train_time_s: float
     peak_memory_bytes: int | None
     peak_memory_kind: str
@@ -116,8 +122,11 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
+    best = max(history, key=lambda row: row["test_accuracy"])
     return TrainResult(
         test_accuracy=history[-1]["test_accuracy"],
+        best_test_accuracy=best["test_accuracy"],
+        best_step=int(best["step"]),
         train_time_s=elapsed,
         peak_memory_bytes=peak.bytes,
         peak_memory_kind=peak.kind,
