@@ -1,9 +1,12 @@
-"""Benchmark: wall time and peak memory of each regime relative to vanilla, for the same steps, in one run.
+"""Benchmark: wall time, CPU time and peak memory of each regime relative to vanilla, same steps, one run.
 
-Each measurement runs in a fresh subprocess (so CPU peak-RSS figures do not leak between regimes); regimes
-are interleaved over repeats and the fastest repeat is kept. On CUDA, memory is the allocator's peak.
+Times: all regimes run in one process, interleaved over repeats after a discarded warm-up run, so that drifts
+of a shared machine hit every regime alike; each figure is the lowest over repeats. Memory: each regime once
+in a fresh subprocess (an allocator that already holds memory would hide new allocations): on CPU the increase
+of peak resident memory during training (the kernel's high-water mark is reset first); on CUDA the allocator's
+peak.
 
-    python scripts/bench_training.py [--steps 2000] [--repeats 2] [--device cpu] [--data-dir ../shared/data]
+    python scripts/bench_training.py [--steps 2000] [--repeats 5] [--device cpu] [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
@@ -12,62 +15,64 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import torch
+
+from modbench.data.mnist import load_mnist
+from modbench.methods import METHODS
+from modbench.pipeline import build_model, training_spec
+from modbench.provenance import device_name, resolve_device
+from modbench.training.trainer import TrainConfig, train
 
 REGIMES = ("vanilla", "l1", "l1_local", "l1_swap", "bimt")
 
 
-def worker(method: str, steps: int, device_name: str | None, data_dir: str | None) -> None:
-    import torch
-
-    from modbench.data.mnist import load_mnist
-    from modbench.pipeline import build_model, training_spec
-    from modbench.provenance import resolve_device
-    from modbench.methods import METHODS
-    from modbench.training.trainer import TrainConfig, train
-
-    data = load_mnist(Path(data_dir) if data_dir else None)
-    device = resolve_device(device_name)
-    # Swaps every 500 steps as in the full run; lambda schedule spans the benchmark's steps.
+def run_once(method: str, data, steps: int, device: torch.device) -> dict[str, float]:
+    # Swaps every 500 steps as in the full run; the lambda schedule spans the benchmark's steps.
     spec = training_spec(method, "mnist_mlp", data, TrainConfig(steps=steps, eval_every=steps))
     model = build_model(spec)
+    cpu_start = time.process_time()
     result = train(model, METHODS.get(method).build(spec.method_config), data, spec.train, device, show_progress=False)
-    print(json.dumps({"method": method, "time_s": result.train_time_s, "peak_bytes": result.peak_memory_bytes,
-                      "memory_kind": result.peak_memory_kind, "data": data.source, "device": str(device),
-                      "torch_threads": torch.get_num_threads()}))
+    return {"wall": result.train_time_s, "cpu": time.process_time() - cpu_start,
+            "memory": float(result.peak_memory_bytes or 0), "kind": result.peak_memory_kind}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default=None)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        worker(args.worker, args.steps, args.device, args.data_dir)
+    device = resolve_device(args.device)
+    data = load_mnist(args.data_dir)
+    if args.memory_worker:
+        print(json.dumps(run_once(args.memory_worker, data, args.steps, device)))
         return
-    best: dict[str, dict] = {}
+    run_once("bimt", data, min(args.steps, 500), device)  # warm-up: allocator, kernels, caches
+    best: dict[str, dict[str, float]] = {}
     for repeat in range(args.repeats):
         for method in REGIMES:
-            command = [sys.executable, __file__, "--worker", method, "--steps", str(args.steps)]
-            command += ["--device", args.device] if args.device else []
-            command += ["--data-dir", args.data_dir] if args.data_dir else []
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"repeat {repeat} {method:9s} {row['time_s']:8.2f} s  peak {row['peak_bytes'] / 2**20:8.1f} MiB",
-                  flush=True)
-            if method not in best or row["time_s"] < best[method]["time_s"]:
-                best[method] = {**row, "peak_bytes": min(row["peak_bytes"], best.get(method, row)["peak_bytes"])}
+            row = run_once(method, data, args.steps, device)
+            print(f"repeat {repeat} {method:9s} wall {row['wall']:6.2f} s  cpu {row['cpu']:6.2f} s", flush=True)
+            previous = best.setdefault(method, row)
+            best[method] = {k: min(previous[k], row[k]) if k != "kind" else row[k] for k in row}
+    for method in REGIMES:
+        command = [sys.executable, __file__, "--memory-worker", method, "--steps", str(args.steps)]
+        command += ["--device", str(device)] + (["--data-dir", str(args.data_dir)] if args.data_dir else [])
+        fresh = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        best[method]["memory"], best[method]["kind"] = fresh["memory"], fresh["kind"]
     base = best["vanilla"]
-    print(f"\n{args.steps} steps on {base['data']}, device {base['device']}, "
-          f"{base['torch_threads']} threads, best of {args.repeats}; memory = {base['memory_kind']}")
-    print(f"{'regime':9s} {'time (s)':>9s} {'x vanilla':>10s} {'peak MiB':>9s} {'x vanilla':>10s}")
+    print(f"\n{args.steps} steps on {data.source}, {device_name(device)}, time: best of {args.repeats} "
+          f"interleaved repeats; memory: one fresh process per regime, {base['kind']}")
+    print(f"{'regime':9s} {'wall s':>7s} {'x van':>6s} {'cpu s':>7s} {'x van':>6s} {'peak MiB':>9s} {'x van':>6s}")
     for method in REGIMES:
         row = best[method]
-        print(f"{method:9s} {row['time_s']:9.2f} {row['time_s'] / base['time_s']:10.3f} "
-              f"{row['peak_bytes'] / 2**20:9.1f} {row['peak_bytes'] / max(base['peak_bytes'], 1):10.3f}")
+        print(f"{method:9s} {row['wall']:7.2f} {row['wall'] / base['wall']:6.3f} {row['cpu']:7.2f} "
+              f"{row['cpu'] / base['cpu']:6.3f} {row['memory'] / 2**20:9.1f} {row['memory'] / max(base['memory'], 1):6.3f}")
 
 
 if __name__ == "__main__":

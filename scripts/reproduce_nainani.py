@@ -88,9 +88,10 @@ def write_leaderboard(task_key, records, source, trainings, start, device, out: 
         f"- Command: `MODBENCH_DATA_DIR=../shared/data python scripts/reproduce_nainani.py` "
         f"(git {git_commit()}, {platform.node() or 'host'}, device {device_name(device)}, "
         f"{os.cpu_count()} CPUs, torch {torch.__version__}).",
-        f"- Script wall time up to this file: {elapsed:.0f} s. Training time of the five models as recorded when "
-        f"they were trained: {train_total:.0f} s in total"
-        + (f" (loaded from cache this run: {', '.join(cached)})." if cached else " (all trained in this run)."),
+        f"- Time: training of the five models {train_total:.0f} s (as recorded when trained"
+        + (f"; loaded from cache this run: {', '.join(cached)})" if cached else ", in this run)")
+        + f" + this script up to this file {elapsed:.0f} s"
+        + (f" = {(train_total + elapsed) / 60:.1f} min for the whole reproduction." if cached else "."),
         f"- Bootstrap: {cfg.boots} resamples x {cfg.pairs_per_boot} pairs from {n_pairs} test-split pairs; "
         f"K = {cfg.top_k} neurons per hidden layer; non-circuit neurons {cfg.ablation}-ablated; "
         f"sparsity edge threshold {cfg.edge_threshold} x max|W| per layer. Discovery time is per resample.",
@@ -99,7 +100,7 @@ def write_leaderboard(task_key, records, source, trainings, start, device, out: 
     body = to_markdown(table, f"{task_key} leaderboard ({source})")
     footer = ["### Ordering against the paper", "", "```json", json.dumps(verdict, indent=2), "```", "",
               f"![sparsity vs logit difference]({figure.name})", ""]
-    (out / f"mnist_{task_key}.md").write_text("\n".join(header) + body + "\n" + "\n".join(footer))
+    (out / f"mnist_{task_key}.md").write_text("\n".join(header) + "\n" + body + "\n" + "\n".join(footer))
     print(f"wrote {out / f'mnist_{task_key}.md'}")
 
 
