@@ -22,7 +22,7 @@ from modbench.training.checkpoint import CheckpointStore
 from modbench.training.trainer import TrainConfig, train
 
 # Part of every checkpoint hash: bump when a change to the training code changes what a config trains.
-TRAINING_CODE_VERSION = 1
+TRAINING_CODE_VERSION = 2  # 2: connection-cost gradient added directly (not bitwise equal to autograd)
 FULL_BUDGET_STEPS = 40_000  # the BIMT MNIST code
 EMBEDDED_BUDGET_STEPS = 10_000  # reduced default on the 5k embedded digits (minutes on a laptop CPU)
 

@@ -8,7 +8,7 @@ import copy
 import torch
 
 from conftest import tiny_model
-from modbench.methods.connection_cost import cost_terms, slot_costs, weighted_l1
+from modbench.methods.connection_cost import add_weighted_l1_grad, cost_terms, slot_costs, weighted_l1
 from modbench.methods.swap import greedy_swaps, importance, placement_costs, relocate
 from modbench.models.base import permute_sites
 from modbench.models.geometry import l1_distance
@@ -103,15 +103,16 @@ def test_vectorised_search_matches_loop_on_random_layers():
             assert torch.equal(a, b)
 
 
-def test_weighted_l1_matches_reference_value_and_autograd_gradient():
+def test_weighted_l1_value_and_direct_gradient_match_autograd():
     model = tiny_model(torch.float64)
     params, costs = cost_terms(model, slot_costs(model, 2.0, 0.5, False), 0.5)
-    fused = weighted_l1(params, [c.double() for c in costs])
-    assert abs(float(fused) - reference_cost(model, penalize_last=False)) < 1e-12
-    fused.backward()
-    fast = [p.grad.clone() for p in params]
+    costs = [c.double() for c in costs]
+    assert abs(float(weighted_l1(params, costs)) - reference_cost(model, penalize_last=False)) < 1e-12
+    x = torch.rand(8, 16, dtype=torch.float64)
+    model(x).square().sum().backward()
+    add_weighted_l1_grad(params, costs, 0.3)
+    direct = [p.grad.clone() for p in params]
     model.zero_grad()
-    plain = sum((p.abs() * c.double()).sum() for p, c in zip(params, costs, strict=True))
-    plain.backward()
-    for got, p in zip(fast, params, strict=True):
-        assert torch.allclose(got, p.grad)
+    (model(x).square().sum() + 0.3 * sum((p.abs() * c).sum() for p, c in zip(params, costs, strict=True))).backward()
+    for got, p in zip(direct, params, strict=True):
+        assert torch.allclose(got, p.grad, atol=1e-14)

@@ -37,10 +37,10 @@ def test_different_batch_seed_gives_different_weights():
     assert not torch.equal(a.unembed.weight, b.unembed.weight)
 
 
-def test_bimt_swaps_happen_and_regularizer_is_logged():
-    _, result = run("bimt", swap_every=20)
-    assert result.history[-1]["swaps"] >= 0 and "connection_cost" in result.final_losses
-    assert any(row.get("swaps", 0) > 0 for row in result.history) or result.final_losses["connection_cost"] > 0
+def test_bimt_swaps_happen_and_connection_cost_is_logged():
+    _, result = run("bimt", swap_every=20, lam=0.1)
+    assert any(row.get("swaps", 0) > 0 for row in result.history)
+    assert all(row["connection_cost"] > 0 for row in result.history)
 
 
 def test_connection_cost_shrinks_weights_relative_to_vanilla():

@@ -1,7 +1,8 @@
 """The Method protocol: how a regime plugs into the one training loop.
 
-A method adds loss terms (``regularizers``) and may act after each optimizer step (``after_step``,
-e.g. BIMT swaps). It never owns the loop.
+A method adds loss terms (``regularizers``), may add exact penalty gradients itself (``after_backward``,
+cheaper than autograd for simple penalties), may act after each optimizer step (``after_step``, e.g. BIMT
+swaps), and reports numbers at evaluation points (``metrics``). It never owns the loop.
 """
 
 from __future__ import annotations
@@ -24,12 +25,18 @@ class Method(Protocol):
     def regularizers(self, model: nn.Module, step: int) -> dict[str, Tensor]:
         """Extra loss terms at ``step`` (0-based), each already multiplied by its coefficient."""
 
+    def after_backward(self, model: nn.Module, step: int) -> None:
+        """Called after ``loss.backward()`` and before the optimizer step ``step`` (0-based)."""
+
     def after_step(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         """Called after optimizer step ``step`` (1-based). Returns numbers worth logging."""
 
+    def metrics(self, model: nn.Module, step: int) -> dict[str, float]:
+        """Numbers to log at an evaluation point (``step`` 1-based)."""
+
 
 class MethodBase:
-    """Convenience base: no regularizers, nothing after steps."""
+    """Convenience base: every hook does nothing."""
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -41,7 +48,13 @@ class MethodBase:
     def regularizers(self, model: nn.Module, step: int) -> dict[str, Tensor]:
         return {}
 
+    def after_backward(self, model: nn.Module, step: int) -> None:
+        return None
+
     def after_step(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        return {}
+
+    def metrics(self, model: nn.Module, step: int) -> dict[str, float]:
         return {}
 
 

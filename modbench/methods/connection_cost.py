@@ -4,8 +4,8 @@
 
 Means are per layer (the paper writes sums). With ``penalize_last=False`` the last layer pays y*|W| only.
 Each layer's (A dist + y*) / numel(W) is a fixed matrix, since neurons move between fixed slots, so the
-whole cost is a weighted L1 norm sum_t sum |p_t| c_t over weights and biases, computed with a handful of
-fused ``_foreach`` kernels instead of autograd through dozens of small ops.
+whole cost is a weighted L1 norm sum_t sum |p_t| c_t over weights and biases. Its gradient, lambda sign(p) c,
+is added to the gradients directly (two ``_foreach`` ops) instead of through autograd.
 """
 
 from __future__ import annotations
@@ -44,22 +44,18 @@ def cost_terms(
     return params, costs
 
 
-class _WeightedL1(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, costs: list[Tensor], *params: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.costs = costs
-        ctx.save_for_backward(*params)
-        weighted = torch._foreach_mul(torch._foreach_abs(list(params)), costs)
-        return torch.stack(torch._foreach_norm(weighted, 1)).sum()
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor):  # type: ignore[override]
-        grads = torch._foreach_sign(list(ctx.saved_tensors))  # d|p|/dp, 0 at 0 like autograd's abs
-        torch._foreach_mul_(grads, ctx.costs)
-        torch._foreach_mul_(grads, grad_output)
-        return (None, *grads)
-
-
+@torch.no_grad()
 def weighted_l1(params: list[Tensor], costs: list[Tensor]) -> Tensor:
-    """sum_t sum(|params_t| * costs_t), differentiable."""
-    return _WeightedL1.apply(costs, *params)
+    """sum_t sum(|params_t| * costs_t): the cost's value (for logging)."""
+    return torch.stack(torch._foreach_norm(torch._foreach_mul(torch._foreach_abs(params), costs), 1)).sum()
+
+
+@torch.no_grad()
+def add_weighted_l1_grad(params: list[Tensor], costs: list[Tensor], scale: float) -> None:
+    """p.grad += scale * sign(p) * c: the exact gradient of ``scale * weighted_l1`` (d|p|/dp = 0 at 0, as in
+    autograd), added directly rather than through autograd, which costs several times more small ops."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    torch._foreach_addcmul_(grads, torch._foreach_sign(params), costs, value=scale)
+    for param, grad in zip(params, grads, strict=True):
+        if param.grad is None:
+            param.grad = grad

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from modbench.errors import UserError
 from modbench.methods.base import MethodBase
-from modbench.methods.connection_cost import cost_terms, slot_costs, weighted_l1
+from modbench.methods.connection_cost import add_weighted_l1_grad, cost_terms, slot_costs, weighted_l1
 from modbench.methods.swap import relocate
 from modbench.models.base import ModularModel
 
@@ -73,11 +73,17 @@ class LocalCostMethod(MethodBase):
         self._params, self._costs = cost_terms(model, loss_cost, cfg.layer_separation)
         self._swap_cost = slot_costs(model, cfg.swap_weight_factor, cfg.layer_separation, True)
 
-    def regularizers(self, model: nn.Module, step: int) -> dict[str, Tensor]:
+    def after_backward(self, model: nn.Module, step: int) -> None:
         lam = self.config.lam_at(step, self.total_steps)
-        if lam == 0:
+        if lam:
+            add_weighted_l1_grad(self._params, self._costs, lam)
+
+    def metrics(self, model: nn.Module, step: int) -> dict[str, float]:
+        lam = self.config.lam_at(step - 1, self.total_steps)
+        if not lam:
             return {}
-        return {"connection_cost": lam * weighted_l1(self._params, self._costs)}
+        cost = float(weighted_l1(self._params, self._costs))
+        return {"lambda": lam, "connection_cost": cost, "weighted_connection_cost": lam * cost}
 
     def after_step(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         every = self.config.swap_every

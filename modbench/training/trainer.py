@@ -107,6 +107,7 @@ def train(
             total = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             total.backward()
+            method.after_backward(model, step)
             optimizer.step()
             logged = method.after_step(model, step + 1, optimizer)
             done = step + 1 == cfg.steps
@@ -115,7 +116,8 @@ def train(
             if ((step + 1) % NAN_CHECK_EVERY == 0 or done) and not torch.isfinite(total):
                 raise TrainingFailed(f"loss became {float(total)} by step {step + 1}; run failed")
             if (step + 1) % cfg.eval_every == 0 or done:
-                row = {"step": step + 1, **{k: float(v.detach()) for k, v in losses.items()}, **logged}
+                row = {"step": step + 1, **{k: float(v.detach()) for k, v in losses.items()}, **logged,
+                       **method.metrics(model, step + 1)}
                 row["test_accuracy"] = accuracy(model, x_test, y_test)
                 history.append(row)
                 advance(step + 1, f"loss {float(total.detach()):.4f} acc {row['test_accuracy']:.4f}")
