@@ -20,8 +20,8 @@ def reference_cost(model, weight_factor=2.0, y_star=0.5, penalize_last=True) -> 
     for wired in model.wiring():
         factor = weight_factor if (penalize_last or not wired.is_last) else 0.0
         distance = l1_distance(wired.out_coords, wired.in_coords).to(wired.weight.dtype)
-        total += float((wired.weight.abs() * (factor * distance + y_star)).mean())
-        total += float(wired.bias.abs().mean() * y_star)
+        total += float((wired.weight.detach().abs() * (factor * distance + y_star)).mean())
+        total += float(wired.bias.detach().abs().mean() * y_star)
     return total
 
 

@@ -71,7 +71,7 @@ def score_per_sample(model: nn.Module, pairs: ContrastivePairs) -> NeuronScores:
         for p in range(len(pairs)):
             for i in range(n):
 
-                def patch(activation, hook, p=p, i=i):
+                def patch(activation, hook, p=p, i=i, post=post):
                     activation[:, i] = clean[post][p, i]
                     return activation
 

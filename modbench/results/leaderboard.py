@@ -12,8 +12,6 @@ from modbench.results.published import NAINANI_CITATION, nainani_table3
 
 SHOWN_METRICS = ("logit_difference", "sparsity", "discovery_time_s", "circuit_accuracy")
 IDENTITY = ("method", "discoverer", "dataset", "top_k", "ablation")
-EXTRA_COLUMNS = ("test_accuracy", "train_time_s", "peak_train_memory_mb", "inference_us_per_sample",
-                 "checkpoint_kb", "device", "seed", "boots", "pairs_per_boot", "id")
 CAVEAT = ("Published rows: K, image pairing and the sparsity formula are not given in the paper, so absolute "
           "values are not comparable; compare orderings.")
 
