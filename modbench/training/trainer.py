@@ -114,7 +114,7 @@ def train(
             # NaN/inf spreads into the weights, so checking every 100 steps misses nothing and avoids a
             # device sync per step.
             if ((step + 1) % NAN_CHECK_EVERY == 0 or done) and not torch.isfinite(total):
-                raise TrainingFailed(f"loss became {float(total)} by step {step + 1}; run failed")
+                raise TrainingFailed(f"loss became {float(total.detach())} by step {step + 1}; run failed")
             if (step + 1) % cfg.eval_every == 0 or done:
                 row = {"step": step + 1, **{k: float(v.detach()) for k, v in losses.items()}, **logged,
                        **method.metrics(model, step + 1)}
