@@ -11,7 +11,7 @@ from torch import Tensor
 from modbench.registry import Registry
 
 
-def logit_difference(logits: Float[Tensor, "*b c"], reference: Float[Tensor, "*b c"]) -> Float[Tensor, "*b"]:
+def logit_difference(logits: Float[Tensor, "*#b c"], reference: Float[Tensor, "*#b c"]) -> Float[Tensor, "*#b"]:
     """Nainani's LogitDifference: the L2 norm of the gap between two full logit vectors."""
     return (logits - reference).norm(dim=-1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -27,6 +27,7 @@ class NeuronScores:
         return {hook: value.mean(0) for hook, value in self.scores.items()}
 
 
+@runtime_checkable
 class Discoverer(Protocol):
     config: Any
 

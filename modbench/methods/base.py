@@ -8,7 +8,7 @@ swaps), and reports numbers at evaluation points (``metrics``). It never owns th
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from modbench.registry import PluginSpec, Registry, plugin_decorator
 
 
+@runtime_checkable
 class Method(Protocol):
     config: Any
 

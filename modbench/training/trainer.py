@@ -54,7 +54,7 @@ class TrainResult:
     peak_memory_bytes: int | None
     peak_memory_kind: str
     final_losses: dict[str, float]
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float | int]] = field(default_factory=list)
 
 
 def task_loss(logits: Tensor, labels: Tensor, kind: str) -> Tensor:
@@ -95,7 +95,7 @@ def train(
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     method.setup(model, cfg.steps)
-    history: list[dict[str, float]] = []
+    history: list[dict[str, float | int]] = []
     losses: dict[str, Tensor] = {}
     batches = _batches(len(x_train), min(cfg.batch_size, len(x_train)), generator)
     start = time.perf_counter()
