@@ -63,18 +63,19 @@ def connectivity_graph(model: nn.Module, circuit: Circuits, path: Path, title: s
 
 
 def sparsity_scatter(table: pd.DataFrame, path: Path, title: str) -> Path:
-    """One point per method (ours filled, published hollow), vertical bars = 95 % CI of logit difference."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for source, marker, fill in (("ours", "o", True), ("published", "s", False)):
+    """Nainani Fig. 3: one point per method, bars = 95 % CI of the logit difference. Ours and the published
+    rows sit in separate panels, since their definitions (K, pairs, sparsity) and so their scales differ."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, source in zip(axes, ("ours", "published"), strict=True):
         rows = table[table["source"].str.startswith(source)]
         for _, row in rows.iterrows():
             x, y, err = row["sparsity_mean"], row["logit_difference_mean"], row.get("logit_difference_ci", 0)
-            ax.errorbar(x, y, yerr=err, fmt=marker, color="black" if fill else "gray", mfc=None if fill else "none",
-                        capsize=3, ecolor="gray")
-            ax.annotate(f"{row['method']} ({source})", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel("circuit sparsity (higher is sparser)")
-    ax.set_ylabel("logit difference (lower is better)")
-    ax.set_title(title)
+            ax.errorbar(x, y, yerr=err, fmt="o", color="black", capsize=3, ecolor="gray")
+            ax.annotate(row["method"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.set_xlabel("circuit sparsity (higher is sparser)")
+        ax.set_ylabel("logit difference (lower is better)")
+        ax.set_title(f"{title}: {source}")
+        ax.margins(0.15)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
