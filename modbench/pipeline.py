@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +15,7 @@ from modbench.data.dataset import ImageDataset
 from modbench.errors import UserError
 from modbench.methods import METHODS
 from modbench.models import MODELS
+from modbench.paths import modbench_home
 from modbench.provenance import config_hash, device_name, git_commit, to_plain, versions
 from modbench.training.checkpoint import CheckpointStore
 from modbench.training.trainer import TrainConfig, train
@@ -25,14 +24,6 @@ from modbench.training.trainer import TrainConfig, train
 TRAINING_CODE_VERSION = 2  # 2: connection-cost gradient added directly (not bitwise equal to autograd)
 FULL_BUDGET_STEPS = 40_000  # the BIMT MNIST code
 EMBEDDED_BUDGET_STEPS = 10_000  # reduced default on the 5k embedded digits (minutes on a laptop CPU)
-
-
-def modbench_home() -> Path:
-    env = os.environ.get("MODBENCH_HOME")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "modbench"
 
 
 def default_steps(data_source: str) -> int:

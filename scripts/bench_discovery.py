@@ -62,7 +62,8 @@ def main() -> None:
 
     print(f"device {device_name(device)}; {args.pairs} pairs x {neurons} hidden neurons = {rows:,} patched rows")
     print(f"batched discovery          {discovery:10.4f} s")
-    print(f"plain forward, same rows   {forward:10.4f} s   discovery / forward = {discovery / forward:.2f} (target <= 2)")
+    print(f"plain forward, same rows   {forward:10.4f} s   "
+          f"discovery / forward = {discovery / forward:.2f} (target <= 2)")
     print(f"per-sample loop (extrap.)  {loop:10.2f} s   loop / discovery = {loop / discovery:,.0f}x (target >= 100)")
 
 

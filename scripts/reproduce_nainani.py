@@ -17,7 +17,8 @@ import torch
 
 from modbench.data.mnist import load_mnist
 from modbench.discovery import DISCOVERERS
-from modbench.pipeline import default_steps, modbench_home, trained_model, training_spec
+from modbench.paths import modbench_home
+from modbench.pipeline import default_steps, trained_model, training_spec
 from modbench.provenance import device_name, git_commit, resolve_device
 from modbench.results.compare import compare
 from modbench.results.leaderboard import leaderboard, to_markdown

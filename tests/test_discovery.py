@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-
 from conftest import tiny_data, tiny_model
+
 from modbench.discovery.activation_patching import ActivationPatching, ActivationPatchingConfig, score_per_sample
 from modbench.discovery.circuit import Circuits, edge_sparsity
 from modbench.discovery.evaluate import ablation_values, evaluate_circuits, run_circuits

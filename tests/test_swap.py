@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 
 import torch
-
 from conftest import tiny_model
+
 from modbench.methods.connection_cost import add_weighted_l1_grad, cost_terms, slot_costs, weighted_l1
 from modbench.methods.swap import greedy_swaps, importance, placement_costs, relocate
 from modbench.models.base import permute_sites

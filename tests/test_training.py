@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 import torch
-
 from conftest import tiny_data, tiny_model
+
 from modbench.errors import CheckpointError, TrainingFailed, UserError
 from modbench.methods import METHODS, MethodBase
 from modbench.methods.local_cost import LocalCostConfig, LocalCostMethod

@@ -20,14 +20,15 @@ def registries() -> dict:
 
 
 def _describe(entry) -> str:
-    config = getattr(entry, "config", None)
-    fields = ""
-    if dataclasses.is_dataclass(config):
-        fields = ", ".join(f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config))
+    """Summary, then the default config's fields (a task is its own config)."""
+    config = getattr(entry, "config", entry)
     summary = getattr(entry, "summary", "")
-    if not fields and dataclasses.is_dataclass(entry):  # tasks are their own config
-        fields = ", ".join(f"{f.name}={getattr(entry, f.name)!r}" for f in dataclasses.fields(entry) if f.name != "summary")
-    return f"{summary}\n      {fields}" if fields else summary
+    if not dataclasses.is_dataclass(config):
+        return summary
+    fields = ", ".join(
+        f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config) if f.name != "summary"
+    )
+    return f"{summary}\n      {fields}"
 
 
 @app.command("list")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from modbench.data.dataset import ImageDataset
 from modbench.data import DATASETS
+from modbench.data.dataset import ImageDataset
 from modbench.errors import UserError
 from modbench.methods import METHODS
 from modbench.models import MODELS
@@ -46,4 +46,5 @@ def resolve_common(
         raise UserError(f"--data-dir {data_dir} is not a directory")
     data = load(data_dir)
     n_steps = steps if steps is not None else default_steps(data.source)
-    return Common(data, torch_device, TrainConfig(steps=n_steps, seed=seed, eval_every=min(TrainConfig.eval_every, n_steps)))
+    train_config = TrainConfig(steps=n_steps, seed=seed, eval_every=min(TrainConfig.eval_every, n_steps))
+    return Common(data, torch_device, train_config)

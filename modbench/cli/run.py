@@ -11,7 +11,8 @@ from modbench.cli.options import resolve_common
 from modbench.cli.render import print_table
 from modbench.discovery import DISCOVERERS
 from modbench.errors import UserError
-from modbench.pipeline import method_config, modbench_home, trained_model, training_spec
+from modbench.paths import modbench_home
+from modbench.pipeline import method_config, trained_model, training_spec
 from modbench.results.leaderboard import leaderboard
 from modbench.results.store import ResultStore
 from modbench.runner import DiscoveryConfig, build_record, discover_and_score

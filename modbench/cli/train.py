@@ -32,7 +32,8 @@ def train(
     summary = {
         "method": method, "model": model, "data_source": common.data.source, "steps": spec.train.steps,
         "seed": seed, "test_accuracy": training["test_accuracy"],
-        "best_test_accuracy": training["best_test_accuracy"], "best_step": training["best_step"], "train_time_s": round(training["train_time_s"], 2),
+        "best_test_accuracy": training["best_test_accuracy"], "best_step": training["best_step"],
+        "train_time_s": round(training["train_time_s"], 2),
         "cached": record["cached"], "config_hash": spec.hash, "checkpoint": record["checkpoint_path"],
     }
     typer.echo(json.dumps(summary, indent=2))

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-
-
-def default_data_dir() -> Path:
-    """``MODBENCH_DATA_DIR`` if set, else the user cache folder."""
-    env = os.environ.get("MODBENCH_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "modbench" / "data"
 
 
 @dataclass(frozen=True)

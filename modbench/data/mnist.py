@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modbench.data.dataset import ImageDataset, default_data_dir
+from modbench.data.dataset import ImageDataset
 from modbench.errors import UserError
+from modbench.paths import default_data_dir
 
 # Canonical MD5s of the original files (LeCun, Cortes, Burges).
 MNIST_FILES = {

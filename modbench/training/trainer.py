@@ -16,7 +16,6 @@ from modbench.methods.base import Method
 from modbench.training.memory import PeakMemory
 from modbench.training.progress import progress_bar
 
-
 NAN_CHECK_EVERY = 100
 
 
