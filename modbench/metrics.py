@@ -1,23 +1,11 @@
-"""Metrics: pure functions of tensors. Aggregation and direction are declared once, here."""
+"""Metrics: what each measures, how it aggregates and whether higher is better, declared once (no torch
+here; the per-example functions live in ``modbench.discovery.metric_fns``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from jaxtyping import Float, Int
-from torch import Tensor
-
-from modbench.registry import Registry
-
-
-def logit_difference(logits: Float[Tensor, "*#b c"], reference: Float[Tensor, "*#b c"]) -> Float[Tensor, "*#b"]:
-    """Nainani's LogitDifference: the L2 norm of the gap between two full logit vectors."""
-    return (logits - reference).norm(dim=-1)
-
-
-def correct(logits: Float[Tensor, "*b c"], labels: Int[Tensor, "*b"]) -> Float[Tensor, "*b"]:
-    return (logits.argmax(-1) == labels).float()
+from modbench.registry import Registry, resolve
 
 
 @dataclass(frozen=True)
@@ -25,15 +13,22 @@ class MetricSpec:
     key: str
     label: str
     higher_is_better: bool
-    aggregate: str = "mean"  # over examples, then bootstrap over resamples
-    fn: Callable[..., Tensor] | None = None
+    aggregate: str = "mean"  # over examples, then bootstrap over resamples (or seeds)
+    fn: str | None = None  # "module:function" of (logits, reference_logits, labels) -> per-example values
+
+    def function(self):  # noqa: ANN201
+        if self.fn is None:
+            raise KeyError(f"metric {self.key!r} is not a per-example function")
+        return resolve(self.fn)
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
 for _spec in (
-    MetricSpec("logit_difference", "logit difference", False, fn=logit_difference),
-    MetricSpec("circuit_accuracy", "circuit accuracy", True, fn=correct),
+    MetricSpec("logit_difference", "logit difference", False, fn="modbench.discovery.metric_fns:logit_difference"),
+    MetricSpec("kl_divergence", "KL(model || circuit)", False, fn="modbench.discovery.metric_fns:kl_divergence"),
+    MetricSpec("circuit_accuracy", "circuit accuracy", True, fn="modbench.discovery.metric_fns:correct"),
     MetricSpec("sparsity", "circuit sparsity", True),
     MetricSpec("discovery_time_s", "discovery time (s)", False),
+    MetricSpec("test_accuracy", "test acc", True),
 ):
     METRICS.add(_spec.key, _spec)

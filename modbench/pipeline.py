@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -11,29 +12,43 @@ from typing import Any
 import torch
 from torch import nn
 
-from modbench.data.dataset import ImageDataset
+from modbench.data.dataset import TaskData
 from modbench.errors import UserError
-from modbench.methods import METHODS
-from modbench.models import MODELS
 from modbench.paths import modbench_home
 from modbench.provenance import config_hash, device_name, git_commit, to_plain, versions
+from modbench.registries import METHODS, MODELS
+from modbench.tasks.base import Task
 from modbench.training.checkpoint import CheckpointStore
-from modbench.training.trainer import TrainConfig, train
+from modbench.training.config import TrainConfig
 
 # Part of every checkpoint hash: bump when a change to the training code changes what a config trains.
-TRAINING_CODE_VERSION = 2  # 2: connection-cost gradient added directly (not bitwise equal to autograd)
-FULL_BUDGET_STEPS = 40_000  # the BIMT MNIST code
-EMBEDDED_BUDGET_STEPS = 10_000  # reduced default on the 5k embedded digits (minutes on a laptop CPU)
+TRAINING_CODE_VERSION = 3  # 3: generic wiring, task read-out, memory probe (numerics as 2)
 
 
-def default_steps(data_source: str) -> int:
-    return FULL_BUDGET_STEPS if data_source == "mnist" else EMBEDDED_BUDGET_STEPS
+def _coerce(value: Any, hint: Any, key: str, owner: str) -> Any:
+    """A parsed ``--set`` value checked against the field's annotation (bool, int, float, str, tuples)."""
+    origin = typing.get_origin(hint)
+    if hint is bool or hint is int:
+        if isinstance(value, bool) is (hint is bool) and isinstance(value, int):
+            return value
+        raise UserError(f"{owner}.{key} must be {'true or false' if hint is bool else 'an integer'}, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise UserError(f"{owner}.{key} must be a finite number, got {value!r}")
+    if hint is str:
+        return value if isinstance(value, str) else str(value)
+    if origin is tuple and isinstance(value, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    return value
 
 
-def override(config: Any, assignments: list[str]) -> Any:
-    """Apply ``key=value`` strings to a frozen config (values parsed as JSON, else kept as text)."""
+def override(config: Any, assignments: list[str] | tuple[str, ...]) -> Any:
+    """Apply ``key=value`` strings to a frozen config (values parsed as JSON, else kept as text, then
+    checked against the field's type) and validate the result."""
     if not assignments:
         return config
+    owner = type(config).__name__
     fields = {f.name: f for f in dataclasses.fields(config)}
     hints = typing.get_type_hints(type(config))
     changes: dict[str, Any] = {}
@@ -42,29 +57,29 @@ def override(config: Any, assignments: list[str]) -> Any:
         if not sep:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         if key not in fields:
-            raise UserError(f"{type(config).__name__} has no field {key!r} (fields: {', '.join(fields)})")
+            raise UserError(f"{owner} has no field {key!r} (fields: {', '.join(fields)})")
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text
-        if hints.get(key) is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        changes[key] = value
+        changes[key] = _coerce(value, hints.get(key), key, owner)
     try:
         return dataclasses.replace(config, **changes)
     except (ValueError, TypeError) as error:
-        raise UserError(f"invalid {type(config).__name__}: {error}") from None
+        raise UserError(f"invalid {owner}: {error}") from None
 
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """Everything that determines a trained model; its hash names the checkpoint."""
+    """Everything that determines a trained model; its hash names the checkpoint. ``data`` says what the
+    model is trained on (a dataset, shared by the tasks that read it), ``data_source`` which copy of it."""
 
     method: str
     method_config: Any
     model: str
     model_config: Any
     train: TrainConfig
+    data: str
     data_source: str
     code_version: int = TRAINING_CODE_VERSION
 
@@ -77,18 +92,6 @@ class TrainingSpec:
         return f"{self.method}-{self.model}-{self.data_source}-{self.hash}"
 
 
-def method_config(method: str, overrides: list[str] = ()) -> Any:
-    """The method's default config with ``KEY=VALUE`` overrides applied (validated)."""
-    return override(METHODS.get(method).config, list(overrides))
-
-
-def training_spec(
-    method: str, model: str, data: ImageDataset, train_cfg: TrainConfig, config: Any | None = None
-) -> TrainingSpec:
-    config = METHODS.get(method).config if config is None else config
-    return TrainingSpec(method, config, model, MODELS.get(model).config, train_cfg, data.source)
-
-
 def build_model(spec: TrainingSpec) -> nn.Module:
     torch.manual_seed(spec.train.seed)
     return MODELS.get(spec.model).build(spec.model_config)
@@ -96,12 +99,15 @@ def build_model(spec: TrainingSpec) -> nn.Module:
 
 def trained_model(
     spec: TrainingSpec,
-    data: ImageDataset,
+    task: Task,
+    data: TaskData,
     device: torch.device,
     store: CheckpointStore | None = None,
     show_progress: bool = True,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load the cached model for ``spec``, or train and cache it. Returns the model and its record."""
+    from modbench.training.trainer import train
+
     store = store or CheckpointStore(modbench_home() / "models")
     model = build_model(spec)
     plain = to_plain(spec)
@@ -110,7 +116,7 @@ def trained_model(
         meta = store.load(spec.checkpoint_name, model, plain) | {"cached": True}
     else:
         method = METHODS.get(spec.method).build(spec.method_config)
-        result = train(model, method, data, spec.train, device, show_progress)
+        result = train(model, method, task, data, spec.train, device, show_progress)
         info = {
             "config_hash": spec.hash,
             "training": to_plain(result),

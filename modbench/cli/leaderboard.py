@@ -3,51 +3,49 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import typer
 
 from modbench.cli.app import app
-from modbench.cli.render import print_table
-from modbench.cli.run import results_path
-from modbench.results.compare import compare as compare_rows
-from modbench.results.leaderboard import leaderboard, to_html, to_markdown
-from modbench.results.store import ResultStore
-from modbench.tasks import TASKS
+from modbench.cli.options import check_writable_file, results_path
 
 board = typer.Typer(no_args_is_help=True, help="Show and compare leaderboards.")
 app.add_typer(board, name="leaderboard")
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
-
-
 @board.command()
 def show(
     task: str = typer.Option(..., help="task (see `modbench list tasks`)"),
-    dataset: str | None = typer.Option(None, help="only rows on this data source (mnist or mnist-5k)"),
+    dataset: str | None = typer.Option(None, help="only rows on this data source (e.g. mnist or mnist-5k)"),
     results: Path | None = typer.Option(None, help="results database [default: $MODBENCH_HOME/results.sqlite]"),
     csv: Path | None = typer.Option(None, help="also write the table as CSV"),
     markdown: Path | None = typer.Option(None, help="also write the table as Markdown"),
     html: Path | None = typer.Option(None, help="also write a self-contained HTML page"),
 ) -> None:
-    """One row per method (latest record), best first, published rows marked."""
+    """One row per config cell (seeds aggregated), best first, failed models apart, published rows marked."""
+    from modbench.registries import TASKS
+
     TASKS.get(task)
-    table = leaderboard(ResultStore(results_path(results)).records(task), task, dataset)
+    for path, flag in ((csv, "--csv"), (markdown, "--markdown"), (html, "--html")):
+        if path is not None:
+            check_writable_file(path, flag)
+
+    from modbench.cli.render import print_table
+    from modbench.files import write_text
+    from modbench.results.leaderboard import leaderboard, to_html, to_markdown
+    from modbench.results.store import ResultStore
+
+    records = ResultStore(results_path(results)).records(task, must_exist=results is not None)
+    table = leaderboard(records, task, dataset)
     title = f"{task} leaderboard" + (f" ({dataset})" if dataset else "")
     print_table(table, title)
     if csv:
-        write_atomically(csv, table.to_csv(index=False))
+        write_text(csv, table.to_csv(index=False))
     if markdown:
-        write_atomically(markdown, to_markdown(table, title))
+        write_text(markdown, to_markdown(table, title))
     if html:
-        write_atomically(html, to_html(table, title))
+        write_text(html, to_html(table, title))
 
 
 @board.command()
@@ -56,8 +54,14 @@ def compare(
     dataset: str | None = typer.Option(None, help="only rows on this data source"),
     results: Path | None = typer.Option(None, help="results database [default: $MODBENCH_HOME/results.sqlite]"),
 ) -> None:
-    """Each of our methods next to its published counterpart, and the orderings side by side."""
+    """Each of our canonical methods next to its published counterpart, and the orderings side by side."""
+    from modbench.registries import TASKS
+
     TASKS.get(task)
-    outcome = compare_rows(ResultStore(results_path(results)).records(task), task, dataset)
+    from modbench.results.compare import compare as compare_rows
+    from modbench.results.store import ResultStore
+
+    records = ResultStore(results_path(results)).records(task, must_exist=results is not None)
+    outcome = compare_rows(records, task, dataset)
     typer.echo(outcome["table"].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     typer.echo(json.dumps(outcome["verdict"], indent=2))

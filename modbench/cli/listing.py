@@ -1,4 +1,4 @@
-"""``modbench list methods|models|tasks|discoverers``: straight from the registries."""
+"""``modbench list [KIND]``: straight from the registries (no torch is imported to answer)."""
 
 from __future__ import annotations
 
@@ -8,35 +8,27 @@ import typer
 
 from modbench.cli.app import app
 from modbench.errors import UserError
+from modbench.registries import PLUGIN_KINDS
+from modbench.registry import PluginSpec
 
 
-def registries() -> dict:
-    from modbench.discovery import DISCOVERERS
-    from modbench.methods import METHODS
-    from modbench.models import MODELS
-    from modbench.tasks import TASKS
-
-    return {"methods": METHODS, "models": MODELS, "tasks": TASKS, "discoverers": DISCOVERERS}
-
-
-def _describe(entry) -> str:
-    """Summary, then the default config's fields (a task is its own config)."""
-    config = getattr(entry, "config", entry)
-    summary = getattr(entry, "summary", "")
+def describe(entry: PluginSpec) -> str:
+    """Summary, then the default config's fields."""
+    config = entry.config
     if not dataclasses.is_dataclass(config):
-        return summary
-    fields = ", ".join(
-        f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config) if f.name != "summary"
-    )
-    return f"{summary}\n      {fields}"
+        return entry.summary
+    fields = ", ".join(f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config))
+    return f"{entry.summary}\n      {fields}" if fields else entry.summary
 
 
 @app.command("list")
-def list_plugins(kind: str = typer.Argument(..., help="methods, models, tasks or discoverers")) -> None:
-    """List registered plugins of one kind, with their default configs."""
-    known = registries()
-    if kind not in known:
-        raise UserError(f"unknown kind {kind!r} (known: {', '.join(known)})")
-    registry = known[kind]
-    for key in registry.keys():
-        typer.echo(f"{key:16s} {_describe(registry.get(key))}")
+def list_plugins(kind: str | None = typer.Argument(None, help=f"one of {', '.join(PLUGIN_KINDS)} [default: all]")) -> None:
+    """List registered plugins with their default configs."""
+    if kind is not None and kind not in PLUGIN_KINDS:
+        raise UserError(f"unknown kind {kind!r} (known: {', '.join(PLUGIN_KINDS)})")
+    for name in [kind] if kind else list(PLUGIN_KINDS):
+        if kind is None:
+            typer.echo(f"[{name}]")
+        registry = PLUGIN_KINDS[name]
+        for key in registry.keys():
+            typer.echo(f"{key:20s} {describe(registry.get(key))}")

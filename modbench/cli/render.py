@@ -6,14 +6,14 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from modbench.results.leaderboard import CAVEAT, display_rows
+from modbench.results.leaderboard import CAVEAT, FOOTNOTE, display_rows
 
 
 def print_table(table: pd.DataFrame, title: str) -> None:
     headers, rows = display_rows(table)
-    rich_table = Table(title=title, caption=f"* best of our rows per metric. {CAVEAT}")
+    rich_table = Table(title=title, caption=FOOTNOTE + CAVEAT)
     for header in headers:
-        rich_table.add_column(header, justify="left" if header in ("source", "method", "dataset") else "right")
+        rich_table.add_column(header, justify="left" if header in ("source", "method", "variant", "dataset", "status") else "right")
     for cells in rows:
         rich_table.add_row(*cells, style=None if cells[0] == "ours" else "dim italic")
     Console(width=max(140, Console().width)).print(rich_table)

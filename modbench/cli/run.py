@@ -7,72 +7,73 @@ from pathlib import Path
 import typer
 
 from modbench.cli.app import app
-from modbench.cli.options import resolve_common
-from modbench.cli.render import print_table
-from modbench.discovery import DISCOVERERS
+from modbench.cli.options import check_data_dir, check_seed, check_writable_dir, check_writable_file, results_path
 from modbench.errors import UserError
 from modbench.paths import modbench_home
-from modbench.pipeline import method_config, trained_model, training_spec
-from modbench.results.leaderboard import leaderboard
-from modbench.results.store import ResultStore
-from modbench.runner import DiscoveryConfig, build_record, discover_and_score
-from modbench.tasks import TASKS
-
-
-def results_path(results: Path | None) -> Path:
-    return results or modbench_home() / "results.sqlite"
 
 
 @app.command()
 def run(
     method: str = typer.Option(..., help="training method (see `modbench list methods`)"),
     task: str = typer.Option(..., help="task (see `modbench list tasks`)"),
+    model: str | None = typer.Option(None, help="model architecture [default: the task's]"),
     discoverer: str | None = typer.Option(None, help="circuit discoverer [default: the task's]"),
-    seed: int = typer.Option(1, help="seed for training and pair formation"),
+    seed: int = typer.Option(1, help="training seed (initialisation and batch order)"),
+    pair_seed: int = typer.Option(0, help="seed of pair formation and the discovery/held-out split"),
+    boot_seed: int = typer.Option(0, help="seed of the bootstrap resamples"),
     boots: int = typer.Option(50, help="bootstrap resamples"),
     pairs: int = typer.Option(500, help="pairs per resample"),
-    top_k: int = typer.Option(15, "--top-k", help="neurons kept per hidden layer (K)"),
-    ablation: str = typer.Option("mean", help="how non-circuit neurons are removed: mean or zero"),
-    steps: int | None = typer.Option(None, help="training steps [default: 40000 on full MNIST, 10000 on mnist-5k]"),
+    top_k: int = typer.Option(15, "--top-k", help="candidates kept per site (selection top_k)"),
+    ablation: str = typer.Option("mean", help="intervention on non-circuit candidates: mean, zero or resample"),
+    steps: int | None = typer.Option(None, help="training steps [default: the task's budget for the data found]"),
     device: str | None = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda if available]"),
-    data_dir: Path | None = typer.Option(None, help="folder holding mnist/ [env MODBENCH_DATA_DIR]"),
+    data_dir: Path | None = typer.Option(None, help="folder holding the task's data (an explicit folder must "
+                                                    "hold it) [env MODBENCH_DATA_DIR]"),
     results: Path | None = typer.Option(None, help="results database [default: $MODBENCH_HOME/results.sqlite]"),
     figures: Path | None = typer.Option(None, help="folder for figures [default: $MODBENCH_HOME/figures]"),
     set_: list[str] = typer.Option([], "--set", help="override a method config field, KEY=VALUE"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train (or load) a model, discover its circuit with bootstrap CIs, record and show the row."""
-    task_spec = TASKS.get(task)
-    discoverer_key = discoverer or task_spec.discoverer
-    discoverer_spec = DISCOVERERS.get(discoverer_key)
+    from modbench.discovery.catalog import TopKConfig
+    from modbench.experiment import DiscoveryConfig, ExperimentSpec
+    from modbench.pipeline import override
+    from modbench.registries import METHODS
+
+    for name, value in (("seed", seed), ("pair-seed", pair_seed), ("boot-seed", boot_seed)):
+        check_seed(name, value)
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps must be >= 1, got {steps}")
     try:
-        cfg = DiscoveryConfig(boots=boots, pairs_per_boot=pairs, top_k=top_k, ablation=ablation, seed=seed)
+        discovery = DiscoveryConfig(boots=boots, pairs_per_boot=pairs, intervention=ablation,
+                                    pair_seed=pair_seed, boot_seed=boot_seed)
+        selection = TopKConfig(k=top_k)
     except ValueError as error:
         raise UserError(str(error)) from None
-    config = method_config(method, set_)
-    common = resolve_common(method, task_spec.model, steps, seed, device, data_dir, task_spec.dataset)
-    spec = training_spec(method, task_spec.model, common.data, common.train_config, config)
-    model, training = trained_model(spec, common.data, common.device, show_progress=not quiet)
-    contrast = task_spec.make_pairs(common.data, seed)
-    if len(contrast) == 0:
-        raise UserError(f"task {task!r} found no pairs in the {common.data.source} test split")
-    outcome = discover_and_score(model, contrast, discoverer_spec.build(), cfg, common.device)
-    record = build_record(
-        task=task_spec, method=method, discoverer_key=discoverer_key, discoverer_config=discoverer_spec.config,
-        cfg=cfg, data=common.data, model=model, training=training, outcome=outcome, n_pairs=len(contrast),
-        device=common.device,
-    )
-    store = ResultStore(results_path(results))
-    record["id"] = store.append(record)
+    spec = ExperimentSpec(task=task, method=method, method_config=override(METHODS.get(method).config, set_),
+                          model=model, train_seed=seed, steps=steps, discoverer=discoverer, discovery=discovery,
+                          selection_config=selection).resolved()
+    store_path, figure_dir = results_path(results), figures or modbench_home() / "figures"
+    check_writable_file(store_path, "--results")
+    check_writable_dir(figure_dir, "--figures")
+    check_data_dir(data_dir)
+
+    from modbench.cli.render import print_table
+    from modbench.experiment import run_experiment
+    from modbench.provenance import resolve_device
+    from modbench.results.leaderboard import leaderboard
+    from modbench.results.store import ResultStore
+    from modbench.viz.figures import connectivity_graph, sparsity_scatter
+
+    record, outcome = run_experiment(spec, resolve_device(device), data_dir, show_progress=not quiet)
+    store = ResultStore(store_path)
+    record = store.append(record)
     table = leaderboard([record], task)
     table = table[(table["source"] == "ours") | (table["method"] == method)]
     print_table(table, f"{task}: this run beside its published counterpart")
-    from modbench.viz.figures import connectivity_graph, sparsity_scatter
-
-    folder = figures or modbench_home() / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{task}-{method}-{common.data.source}"
-    graph = connectivity_graph(model, outcome.circuit, folder / f"{stem}-circuit.png", f"{method} on {task}")
-    board = leaderboard(store.records(task), task, common.data.source)
-    scatter = sparsity_scatter(board, folder / f"{task}-{common.data.source}-sparsity.png", task)
-    typer.echo(f"record {record['id']} written to {store.path}\nfigures: {graph}\n         {scatter}")
+    stem = f"{task}-{method}-{record.dataset}-{record.config_hash}"
+    graph = connectivity_graph(outcome.model, outcome.circuit, figure_dir / f"{stem}-circuit.png",
+                               f"{method} on {task} ({record.variant})")
+    board = leaderboard(store.records(task), task, record.dataset)
+    scatter = sparsity_scatter(board, figure_dir / f"{task}-{record.dataset}-sparsity.png", task)
+    typer.echo(f"record {record.id} ({record.status}) written to {store.path}\nfigures: {graph}\n         {scatter}")

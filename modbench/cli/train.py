@@ -8,32 +8,55 @@ from pathlib import Path
 import typer
 
 from modbench.cli.app import app
-from modbench.cli.options import resolve_common
-from modbench.pipeline import method_config, trained_model, training_spec
+from modbench.cli.options import check_data_dir, check_seed
+from modbench.errors import UserError
 
 
 @app.command()
 def train(
     method: str = typer.Option(..., help="training method (see `modbench list methods`)"),
-    model: str = typer.Option("mnist_mlp", help="model architecture (see `modbench list models`)"),
-    steps: int | None = typer.Option(None, help="training steps [default: 40000 on full MNIST, 10000 on mnist-5k]"),
+    task: str = typer.Option("circle_detection", help="task whose data and loss train the model"),
+    model: str | None = typer.Option(None, help="model architecture [default: the task's]"),
+    steps: int | None = typer.Option(None, help="training steps [default: the task's budget for the data found]"),
     seed: int = typer.Option(1, help="seed for initialisation and batches"),
     device: str | None = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda if available]"),
-    data_dir: Path | None = typer.Option(None, help="folder holding mnist/ [env MODBENCH_DATA_DIR]"),
+    data_dir: Path | None = typer.Option(None, help="folder holding the task's data [env MODBENCH_DATA_DIR]"),
     set_: list[str] = typer.Option([], "--set", help="override a method config field, KEY=VALUE"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train a model under a modularity regime; the same config is loaded from cache, never retrained."""
-    config = method_config(method, set_)
-    common = resolve_common(method=method, model=model, steps=steps, seed=seed, device=device, data_dir=data_dir)
-    spec = training_spec(method, model, common.data, common.train_config, config)
-    _, record = trained_model(spec, common.data, common.device, show_progress=not quiet)
+    from modbench.pipeline import override
+    from modbench.registries import METHODS, MODELS, TASKS
+
+    check_seed("seed", seed)
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps must be >= 1, got {steps}")
+    method_config = override(METHODS.get(method).config, set_)
+    task_spec = TASKS.get(task)
+    model_key = model or task_spec.config.model
+    model_config = MODELS.get(model_key).config
+    check_data_dir(data_dir)
+
+    import dataclasses
+
+    from modbench.pipeline import TrainingSpec, trained_model
+    from modbench.provenance import resolve_device
+
+    torch_device = resolve_device(device)
+    task_impl = task_spec.build()
+    data = task_impl.load(data_dir)
+    n_steps = steps or task_spec.config.steps_for(data.source)
+    train_cfg = dataclasses.replace(task_spec.config.train, steps=n_steps, seed=seed,
+                                    eval_every=min(task_spec.config.train.eval_every, n_steps))
+    spec = TrainingSpec(method, method_config, model_key, model_config, train_cfg, task_spec.config.dataset,
+                        data.source)
+    _, record = trained_model(spec, task_impl, data, torch_device, show_progress=not quiet)
     training = record["training"]
     summary = {
-        "method": method, "model": model, "data_source": common.data.source, "steps": spec.train.steps,
-        "seed": seed, "test_accuracy": training["test_accuracy"],
-        "best_test_accuracy": training["best_test_accuracy"], "best_step": training["best_step"],
-        "train_time_s": round(training["train_time_s"], 2),
+        "method": method, "model": model_key, "data_source": data.source, "steps": n_steps, "seed": seed,
+        "test_accuracy": training["test_accuracy"], "best_test_accuracy": training["best_test_accuracy"],
+        "best_step": training["best_step"], "train_time_s": round(training["train_time_s"], 2),
+        "peak_train_memory_mb": round(training["peak_memory_bytes"] / 2**20, 3),
         "cached": record["cached"], "config_hash": spec.hash, "checkpoint": record["checkpoint_path"],
     }
     typer.echo(json.dumps(summary, indent=2))

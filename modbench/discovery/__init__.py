@@ -1,6 +1,6 @@
-"""Circuit discovery: discoverers score every candidate neuron; circuits are chosen afterwards."""
+"""Circuit discovery: discoverers score every candidate; circuits are chosen afterwards (selections);
+left-out candidates are replaced by an intervention."""
 
-from modbench.discovery.base import DISCOVERERS, DiscovererSpec, NeuronScores, register_discoverer
-from modbench.discovery.circuit import Circuits
+from modbench.registries import DISCOVERERS, INTERVENTIONS, SELECTIONS, register_discoverer
 
-__all__ = ["DISCOVERERS", "Circuits", "DiscovererSpec", "NeuronScores", "register_discoverer"]
+__all__ = ["DISCOVERERS", "INTERVENTIONS", "SELECTIONS", "register_discoverer"]

@@ -1,4 +1,4 @@
-"""The Discoverer protocol and registry."""
+"""Scores, circuits and the Discoverer protocol."""
 
 from __future__ import annotations
 
@@ -6,37 +6,73 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from jaxtyping import Float
+import torch
+from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
-from modbench.registry import PluginSpec, Registry, plugin_decorator
-from modbench.tasks.base import ContrastivePairs
+from modbench.models.base import Site
+from modbench.tasks.base import ContrastivePairs, Task
 
 
 @dataclass(frozen=True)
-class NeuronScores:
-    """Per-pair scores of every candidate neuron, per hook point: ``scores[hook]`` is (pairs, neurons).
+class CandidateScores:
+    """Per-pair scores of every candidate of every site: ``scores[site]`` is (pairs, candidates).
 
     Aggregation over pairs is the mean; ``lower_is_better`` says which end is the circuit.
     """
 
-    scores: dict[str, Float[Tensor, "pairs neurons"]]
+    scores: dict[str, Float[Tensor, "pairs candidates"]]
     lower_is_better: bool
 
-    def mean(self) -> dict[str, Float[Tensor, " neurons"]]:
-        return {hook: value.mean(0) for hook, value in self.scores.items()}
+    def mean(self) -> dict[str, Float[Tensor, " candidates"]]:
+        return {site: value.mean(0) for site, value in self.scores.items()}
+
+
+@dataclass(frozen=True)
+class Circuits:
+    """A batch of circuits over sites: ``keep[site]`` is (circuits, candidates), true inside the circuit."""
+
+    keep: dict[str, Bool[Tensor, "circuits candidates"]]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.keep.values())))
+
+    def select(self, index: slice | Tensor) -> Circuits:
+        return Circuits({site: mask[index] for site, mask in self.keep.items()})
+
+    def sizes(self) -> dict[str, Tensor]:
+        return {site: mask.sum(-1) for site, mask in self.keep.items()}
 
 
 @runtime_checkable
 class Discoverer(Protocol):
     config: Any
 
-    def score(self, model: nn.Module, pairs: ContrastivePairs) -> NeuronScores: ...
+    def score(self, model: nn.Module, task: Task, pairs: ContrastivePairs) -> CandidateScores: ...
 
 
-DiscovererSpec = PluginSpec
-DISCOVERERS: Registry[PluginSpec] = Registry("discoverer")
+@runtime_checkable
+class Selection(Protocol):
+    config: Any
+
+    def check(self, sites: tuple[Site, ...]) -> None:
+        """Raise ``UserError`` when the selection cannot apply to these sites (called before training)."""
+
+    def select(self, scores: dict[str, Float[Tensor, "circuits candidates"]], lower_is_better: bool) -> Circuits: ...
 
 
-def register_discoverer(key: str, config: Any, summary: str = "") -> Callable[[Any], Any]:
-    return plugin_decorator(DISCOVERERS, key, config, summary)
+def broadcast_mask(mask: Bool[Tensor, "rows n"], site: Site, ndim: int) -> Tensor:
+    """(rows, n) candidate mask -> a shape that broadcasts over an activation of ``ndim`` dims."""
+    shape = [mask.shape[0]] + [1] * (ndim - 1)
+    shape[site.axis] = mask.shape[1]
+    return mask.view(shape)
+
+
+def keep_or_replace(keep: Bool[Tensor, "rows n"], replacement: Tensor, site: Site) -> Callable[..., Tensor]:
+    """Hook: keep the activations of candidates where ``keep`` is true, elsewhere use ``replacement``
+    (broadcastable to the activation: a mean, zeros, or per-row corrupted activations)."""
+
+    def hook(activation: Tensor, hook: Any = None) -> Tensor:
+        return torch.where(broadcast_mask(keep, site, activation.dim()), activation, replacement)
+
+    return hook

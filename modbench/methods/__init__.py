@@ -1,5 +1,15 @@
-"""Training methods (modularity regimes), registered by name. Each entry is a :class:`MethodSpec`."""
+"""Training methods (modularity regimes). Declarations are in ``catalog``; ``MethodBase`` in ``base``."""
 
-from modbench.methods.base import METHODS, Method, MethodBase, MethodSpec, register_method
+from typing import Any
 
-__all__ = ["METHODS", "Method", "MethodBase", "MethodSpec", "register_method"]
+from modbench.registries import METHODS, register_method
+
+__all__ = ["METHODS", "Method", "MethodBase", "register_method"]
+
+
+def __getattr__(name: str) -> Any:  # the protocol pulls in torch: import it only when asked for
+    if name in ("Method", "MethodBase"):
+        from modbench.methods import base
+
+        return getattr(base, name)
+    raise AttributeError(name)

@@ -7,13 +7,11 @@ swaps), and reports numbers at evaluation points (``metrics``). It never owns th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from modbench.registry import PluginSpec, Registry, plugin_decorator
 
 
 @runtime_checkable
@@ -57,12 +55,3 @@ class MethodBase:
 
     def metrics(self, model: nn.Module, step: int) -> dict[str, float]:
         return {}
-
-
-MethodSpec = PluginSpec
-METHODS: Registry[PluginSpec] = Registry("method")
-
-
-def register_method(key: str, config: Any, summary: str = "") -> Callable[[Any], Any]:
-    """Class decorator: register ``cls(config)`` under ``key`` with ``config`` as its default."""
-    return plugin_decorator(METHODS, key, config, summary)

@@ -1,11 +1,13 @@
-"""BIMT connection cost, as the authors' MNIST code computes it (``get_cc`` in ``mnist_3.5.ipynb``).
+"""BIMT connection cost, as the authors' MNIST code computes it (``get_cc`` in ``mnist_3.5.ipynb``), on any
+wiring (:class:`modbench.models.base.Wiring`):
 
-    cc = sum_layers mean_{o,i} |W_oi| (A dist_oi + y*) + sum_layers mean_o |b_o| y*
+    cc = sum_wires mean_entries |W| (A dist + y*) + sum_wires mean_o |b_o| y*
 
-Means are per layer (the paper writes sums). With ``penalize_last=False`` the last layer pays y*|W| only.
-Each layer's (A dist + y*) / numel(W) is a fixed matrix, since neurons move between fixed slots, so the
-whole cost is a weighted L1 norm sum_t sum |p_t| c_t over weights and biases. Its gradient, lambda sign(p) c,
-is added to the gradients directly (two ``_foreach`` ops) instead of through autograd.
+Means are per weight matrix (the paper writes sums); dist is the L1 distance between the coordinates of the
+written and the read neuron (constant over a conv kernel). With ``penalize_last=False`` the read-out pays
+y*|W| only. Each wire's (A dist + y*) / numel(W) is a fixed matrix, since neurons move between fixed slots,
+so the whole cost is a weighted L1 norm sum_t sum |p_t| c_t over weights and biases. Its gradient,
+lambda sign(p) c, is added to the gradients directly (two ``_foreach`` ops) instead of through autograd.
 """
 
 from __future__ import annotations
@@ -14,33 +16,31 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from modbench.models.base import ModularModel
+from modbench.models.base import Wiring
 from modbench.models.geometry import l1_distance
 
 
 def slot_costs(
-    model: ModularModel, weight_factor: float, layer_separation: float, penalize_last: bool
+    wiring: Wiring, weight_factor: float, layer_separation: float, penalize_last: bool
 ) -> list[Float[Tensor, "n_out n_in"]]:
-    """Per layer, the cost per unit |w| of a connection between two slots: (A d + y*) / numel(W)."""
+    """Per wire, the cost per unit |w| of a connection between two slots: (A d + y*) / numel(W)."""
     costs = []
-    for wired in model.wiring():
-        factor = weight_factor if (penalize_last or not wired.is_last) else 0.0
-        distance = l1_distance(wired.out_coords, wired.in_coords)
-        costs.append((factor * distance + layer_separation) / distance.numel())
+    for wire in wiring.wires:
+        factor = weight_factor if (penalize_last or not wire.is_last) else 0.0
+        distance = l1_distance(wiring.groups[wire.writes].coords, wiring.groups[wire.reads].coords)
+        costs.append((factor * distance + layer_separation).to(wire.param.dtype) / wire.param.numel())
     return costs
 
 
-def cost_terms(
-    model: ModularModel, slot_cost: list[Tensor], layer_separation: float
-) -> tuple[list[Tensor], list[Tensor]]:
+def cost_terms(wiring: Wiring, slot_cost: list[Tensor], layer_separation: float) -> tuple[list[Tensor], list[Tensor]]:
     """Parameters and their per-entry costs: weights with ``slot_cost``, biases with y*/numel(b)."""
     params, costs = [], []
-    for wired, cost in zip(model.wiring(), slot_cost, strict=True):
-        params.append(wired.weight)
-        costs.append(cost)
-        if wired.bias is not None:
-            params.append(wired.bias)
-            costs.append(torch.full_like(wired.bias, layer_separation / wired.bias.numel()))
+    for wire, cost in zip(wiring.wires, slot_cost, strict=True):
+        params.append(wire.param)
+        costs.append(wire.spread(cost).contiguous())
+        if wire.bias is not None:
+            params.append(wire.bias)
+            costs.append(torch.full_like(wire.bias, layer_separation / wire.bias.numel()))
     return params, costs
 
 

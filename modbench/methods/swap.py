@@ -1,17 +1,17 @@
-"""BIMT neuron swaps, vectorised with the exact cost change (replaces the reference's Python loops).
+"""BIMT neuron swaps on any wiring, vectorised with the exact cost change (replaces the reference's loops).
 
-For neuron layer i with incoming weights W_in (n x n_prev) and outgoing W_out (n_next x n), let
-D_in, D_out be the per-unit slot costs of those matrices (``connection_cost.slot_costs``). Then
+For a permutable neuron group g, every wire writing g contributes |W| (n x n_in) with slot costs D, and
+every wire reading g contributes |W| (n_out x n) with slot costs D'. Then
 
-    C[u, s] = sum_p |W_in[u, p]| D_in[s, p] + sum_q |W_out[q, u]| D_out[q, s]
+    C[u, s] = sum_wires-writing sum_p |W[u, p]| D[s, p] + sum_wires-reading sum_q |W[q, u]| D'[q, s]
 
 is the cost of neuron u's weights when it sits in slot s, and swapping the neurons in slots j and k
 changes the total connection cost by exactly  Delta_k = C[j,k] + C[k,j] - C[j,j] - C[k,k].
-Bias costs do not depend on position.
+Bias costs do not depend on position. A residual stream read and written by many matrices is one group.
 
-As in the authors' ``relocate``: layers go input -> output (inputs are never swapped); the top-k
-neurons by incoming + outgoing |W| are chosen once per layer, as *positions*; each position j, in
-descending score order, swaps with argmin_k Delta_k when that lowers the cost (k = j gives 0).
+As in the authors' ``relocate``: groups go input -> output (inputs are never swapped); the top-k neurons
+by incoming + outgoing |W| are chosen once per group, as *positions*; each position j, in descending
+score order, swaps with argmin_k Delta_k when that lowers the cost (k = j gives 0).
 """
 
 from __future__ import annotations
@@ -20,27 +20,23 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from modbench.models.base import ModularModel, NeuronLayer, permute_sites
+from modbench.models.base import NeuronGroup, Wiring, permute_group
 
 
-def placement_costs(
-    model: ModularModel, layer: NeuronLayer, slot_cost: list[Tensor]
-) -> Float[Tensor, "n n"]:
-    wiring = model.wiring()
-    weight_in = wiring[layer.incoming].weight.detach().abs()
-    costs = weight_in @ slot_cost[layer.incoming].T
-    if layer.outgoing is not None:
-        weight_out = wiring[layer.outgoing].weight.detach().abs()
-        costs = costs + weight_out.T @ slot_cost[layer.outgoing]
+def placement_costs(wiring: Wiring, group: NeuronGroup, slot_cost: list[Tensor]) -> Float[Tensor, "n n"]:
+    costs = torch.zeros(group.size, group.size, dtype=slot_cost[0].dtype, device=slot_cost[0].device)
+    for wire, cost in zip(wiring.wires, slot_cost, strict=True):
+        if wire.writes == group.name:
+            costs += wire.matrix().to(cost.dtype) @ cost.T
+        if wire.reads == group.name:
+            costs += wire.matrix().to(cost.dtype).T @ cost
     return costs
 
 
-def importance(model: ModularModel, layer: NeuronLayer) -> Float[Tensor, " n"]:
-    wiring = model.wiring()
-    score = wiring[layer.incoming].weight.detach().abs().sum(1)
-    if layer.outgoing is not None:
-        score = score + wiring[layer.outgoing].weight.detach().abs().sum(0)
-    return score
+def importance(wiring: Wiring, group: NeuronGroup) -> Float[Tensor, " n"]:
+    writers, readers = wiring.touching(group.name)
+    score = sum((w.matrix().sum(1) for w in writers), torch.zeros(group.size, device=group.coords.device))
+    return score + sum((w.matrix().sum(0) for w in readers), torch.zeros_like(score))
 
 
 def greedy_swaps(costs: Float[Tensor, "n n"], positions: Int[Tensor, " k"]) -> tuple[Int[Tensor, " n"], list]:
@@ -65,18 +61,17 @@ def greedy_swaps(costs: Float[Tensor, "n n"], positions: Int[Tensor, " k"]) -> t
 
 
 def relocate(
-    model: ModularModel,
-    slot_cost: list[Tensor],
-    top_k: int,
-    optimizer: torch.optim.Optimizer | None = None,
+    wiring: Wiring, slot_cost: list[Tensor], top_k: int, optimizer: torch.optim.Optimizer | None = None
 ) -> int:
-    """One BIMT relocation over every permutable layer; returns the number of swaps applied."""
+    """One BIMT relocation over every permutable group; returns the number of swaps applied."""
     applied = 0
-    for layer in model.neuron_layers():
-        k = min(top_k, layer.size)
-        positions = importance(model, layer).argsort(descending=True, stable=True)[:k]
-        perm, swaps = greedy_swaps(placement_costs(model, layer, slot_cost), positions)
+    for group in wiring.groups.values():
+        if not group.permutable:
+            continue
+        k = min(top_k, group.size)
+        positions = importance(wiring, group).argsort(descending=True, stable=True)[:k]
+        perm, swaps = greedy_swaps(placement_costs(wiring, group, slot_cost), positions)
         if swaps:
-            permute_sites(layer, perm, optimizer)
+            permute_group(group, perm, optimizer)
             applied += len(swaps)
     return applied

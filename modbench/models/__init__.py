@@ -1,5 +1,5 @@
-"""Model architectures, registered by name. Each entry is a :class:`ModelSpec`."""
+"""Model architectures. Declarations (configs) are in ``catalog``; the protocol is in ``base``."""
 
-from modbench.models.base import MODELS, ModelSpec, NeuronLayer, WiredLinear, register_model
+from modbench.registries import MODELS, register_model
 
-__all__ = ["MODELS", "ModelSpec", "NeuronLayer", "WiredLinear", "register_model"]
+__all__ = ["MODELS", "register_model"]

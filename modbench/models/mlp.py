@@ -4,36 +4,16 @@ so ``transformer_lens.utils.get_act_name("post", i)`` addresses hidden layer i."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
-from transformer_lens.hook_points import HookedRootModule, HookPoint
+from transformer_lens.hook_points import HookPoint
 
-from modbench.models.base import NeuronLayer, WiredLinear, register_model
+from modbench.models.base import ModelAdapter, NeuronGroup, PermSite, Site, Wire, Wiring
+from modbench.models.catalog import MLPConfig
 from modbench.models.geometry import layer_coords
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
-
-
-@dataclass(frozen=True)
-class MLPConfig:
-    widths: tuple[int, ...] = (784, 100, 100, 10)
-    activation: str = "silu"
-    bias: bool = True
-
-    def __post_init__(self) -> None:
-        if len(self.widths) < 3:
-            raise ValueError("an MLP needs an input, at least one hidden layer and an output")
-        if any(not isinstance(w, int) or w < 1 for w in self.widths):
-            raise ValueError(f"widths must be positive integers, got {self.widths}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-
-    @property
-    def n_hidden(self) -> int:
-        return len(self.widths) - 2
 
 
 class MLPLayer(nn.Module):
@@ -55,7 +35,7 @@ class Block(nn.Module):
         self.mlp = mlp
 
 
-class HookedMLP(HookedRootModule):
+class HookedMLP(ModelAdapter):
     """MLP whose neurons carry BIMT coordinates (buffers, so ``.to()`` moves them).
 
     ``output_order[s]`` is the class held by output slot s: BIMT may permute output neurons and the
@@ -82,66 +62,77 @@ class HookedMLP(HookedRootModule):
     def coords(self, index: int) -> Tensor:
         return getattr(self, f"coords_{index}")
 
-    def forward(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch n_classes"]:
-        return self.run_from(-1, x.flatten(1))
+    def forward(self, x: Float[Tensor, "batch *d_in"]) -> Float[Tensor, "batch n_classes"]:
+        return self.run_from("blocks.0.mlp.hook_pre", self.blocks[0].mlp.linear(x.flatten(1)))
 
-    def run_from(self, layer: int, pre: Tensor) -> Tensor:
-        """Continue the forward pass from hidden layer ``layer``'s pre-activation (-1: from the input).
-
-        Hooks on ``blocks.{layer}.mlp.hook_pre`` and later fire, so patching hooks work as usual while
-        the layers before ``layer`` are skipped.
-        """
-        h = pre
-        for index, block in enumerate(self.blocks):
-            if index < layer:
-                continue
-            mlp = block.mlp
-            pre_act = mlp.hook_pre(h if index == layer else mlp.linear(h))
-            h = mlp.hook_post(mlp.act(pre_act))
-        slots = self.unembed(h)
+    def _class_order(self) -> Tensor:
         inverse = torch.empty_like(self.output_order)
         inverse[self.output_order] = torch.arange(len(inverse), device=inverse.device)
-        return self.hook_logits(slots[:, inverse])
+        return inverse
 
-    def wiring(self) -> list[WiredLinear]:
-        linears = self.linears()
-        return [
-            WiredLinear(lin.weight, lin.bias, self.coords(i), self.coords(i + 1), is_last=i == len(linears) - 1)
+    def run_from(self, hook: str, value: Tensor) -> Tensor:
+        """Continue from hidden layer l's pre-activation (``hook`` = ``blocks.{l}.mlp.hook_pre``)."""
+        start = self._layer_of(hook, "hook_pre")
+        h = value
+        for index in range(start, len(self.blocks)):
+            mlp = self.blocks[index].mlp
+            h = mlp.hook_post(mlp.act(mlp.hook_pre(h if index == start else mlp.linear(h))))
+        return self.hook_logits(self.unembed(h)[:, self._class_order()])
+
+    def _layer_of(self, hook: str, kind: str) -> int:
+        parts = hook.split(".")
+        if len(parts) != 4 or parts[0] != "blocks" or parts[2:] != ["mlp", kind]:
+            raise KeyError(f"cannot resume an MLP from {hook!r} (expected blocks.L.mlp.{kind})")
+        return int(parts[1])
+
+    def sites(self) -> tuple[Site, ...]:
+        return tuple(
+            Site(f"blocks.{i}.mlp.hook_post", "neuron", self.cfg.widths[i + 1], axis=1, layer=i,
+                 group=f"blocks.{i}.mlp")
+            for i in range(self.cfg.n_hidden)
+        )
+
+    def resume_hook(self, site: Site) -> str:
+        return f"blocks.{self._layer_of(site.name, 'hook_post')}.mlp.hook_pre"
+
+    def patch_cache_hooks(self, site: Site) -> tuple[str, ...]:
+        layer = self._layer_of(site.name, "hook_post")
+        after = f"blocks.{layer + 1}.mlp.hook_pre" if layer + 1 < len(self.blocks) else "hook_logits"
+        return (site.name, after)
+
+    def patch_each(self, site: Site, clean: Tensor, corrupted: dict[str, Tensor]) -> Tensor:
+        """Exact shortcut: setting neuron i to its clean value adds W[:, i] * (clean_i - corrupted_i) to the
+        next layer's input (rank 1), so the patched layer's matrix product is never recomputed."""
+        layer = self._layer_of(site.name, "hook_post")
+        delta = clean - corrupted[site.name]  # (pairs, n)
+        pairs, n = delta.shape
+        if layer + 1 < len(self.blocks):
+            after = f"blocks.{layer + 1}.mlp.hook_pre"
+            weight = self.blocks[layer + 1].mlp.linear.weight  # (n_next, n)
+            rows = torch.addcmul(corrupted[after][:, None, :], delta[:, :, None], weight.T[None])
+            return self.run_from(after, rows.reshape(pairs * n, -1)).view(pairs, n, -1)
+        weight = self.unembed.weight[self._class_order()]  # rows in class order
+        logits = torch.addcmul(corrupted["hook_logits"][:, None, :], delta[:, :, None], weight.T[None])
+        return self.hook_logits(logits.reshape(pairs * n, -1)).view(pairs, n, -1)
+
+    def wiring(self) -> Wiring:
+        """Groups input -> blocks.{i}.mlp -> logits; inputs are never permuted (as in the BIMT code)."""
+        widths, linears = self.cfg.widths, self.linears()
+        names = ["input", *[f"blocks.{i}.mlp" for i in range(self.cfg.n_hidden)], "logits"]
+        groups = {}
+        for index, name in enumerate(names):
+            sites: list[PermSite] = []
+            if index > 0:
+                into = linears[index - 1]
+                sites = [PermSite(into.weight, 0)] + ([PermSite(into.bias, 0)] if into.bias is not None else [])
+                if index < len(widths) - 1:
+                    sites.append(PermSite(linears[index].weight, 1))
+                else:
+                    sites.append(PermSite(self.output_order, 0))
+            groups[name] = NeuronGroup(name, self.coords(index), permutable=index > 0, sites=tuple(sites))
+        wires = tuple(
+            Wire(f"{names[i + 1]}.linear" if i + 1 < len(linears) else "unembed", lin.weight, reads=names[i],
+                 writes=names[i + 1], bias=lin.bias, is_last=i == len(linears) - 1)
             for i, lin in enumerate(linears)
-        ]
-
-    def neuron_layers(self) -> list[NeuronLayer]:
-        """Hidden layers and the output layer (inputs are not permuted, as in the BIMT code)."""
-        linears = self.linears()
-        layers = []
-        for index in range(1, len(self.cfg.widths)):
-            into = linears[index - 1]
-            sites: list[tuple[Tensor, int]] = [(into.weight, 0)]
-            if into.bias is not None:
-                sites.append((into.bias, 0))
-            is_output = index == len(linears)
-            if is_output:
-                sites.append((self.output_order, 0))
-            else:
-                sites.append((linears[index].weight, 1))
-            layers.append(
-                NeuronLayer(self.cfg.widths[index], index - 1, None if is_output else index, tuple(sites))
-            )
-        return layers
-
-    def hidden_hook_names(self, kind: str = "post") -> list[str]:
-        return [f"blocks.{i}.mlp.hook_{kind}" for i in range(self.cfg.n_hidden)]
-
-
-@register_model("mnist_mlp", MLPConfig(), "784-100-100-10 SiLU MLP with BIMT geometry (Liu et al. MNIST code)")
-def build_mlp(cfg: MLPConfig) -> HookedMLP:
-    return HookedMLP(cfg)
-
-
-@register_model(
-    "mnist_mlp_relu",
-    MLPConfig(widths=(784, 64, 64, 10), activation="relu", bias=False),
-    "784-64-64-10 ReLU MLP without bias (Golechha et al. Table 1)",
-)
-def build_relu_mlp(cfg: MLPConfig) -> HookedMLP:
-    return HookedMLP(cfg)
+        )
+        return Wiring(groups, wires)

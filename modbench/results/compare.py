@@ -6,7 +6,8 @@ from typing import Any
 
 import pandas as pd
 
-from modbench.results.leaderboard import ours, published
+from modbench.results.leaderboard import cells, published
+from modbench.results.record import ResultRecord
 
 COMPARED = ("logit_difference", "sparsity", "discovery_time_s")
 
@@ -24,11 +25,12 @@ def kendall_tau(a: list[str], b: list[str]) -> float:
     return (concordant - discordant) / pairs if pairs else float("nan")
 
 
-def compare(records: list[dict[str, Any]], task: str, dataset: str | None = None) -> dict[str, Any]:
-    mine = ours(records)
-    if dataset is not None and len(mine):
-        mine = mine[mine["dataset"] == dataset]
-    mine = mine.sort_values("id").drop_duplicates("method", keep="last") if len(mine) else mine
+def compare(records: list[ResultRecord], task: str, dataset: str | None = None) -> dict[str, Any]:
+    """Our canonical (default-config, ok) cells next to the published rows of the same methods."""
+    mine = cells([r for r in records if r.task == task], dataset)
+    if len(mine):
+        mine = mine[(mine["variant"] == "default") & (mine["status"] == "ok")]
+        mine = mine.drop_duplicates("method", keep="last")
     theirs = published(task)
     joined = theirs.merge(mine, on="method", how="left", suffixes=("_published", "_ours"))
     rows = []

@@ -1,10 +1,9 @@
-"""Tasks: contrastive (clean, corrupted) pair sets on a dataset and a model architecture.
+"""Tasks: each owns its data, loss read-out, contrastive pairs, evaluation and quality floor.
 
-Declarations live in the repository's ``tasks/`` folder, one file each (installed as
-``modbench.builtin_tasks``); outside packages register through the ``modbench.tasks`` entry point group
-or ``MODBENCH_PLUGINS``.
+Declarations (frozen configs, no torch) live here one file per task (``circle_detection.py``, ...) and are
+listed in ``catalog.py``; implementations (``image_pairs.py``) are imported when a task is built.
 """
 
-from modbench.tasks.base import TASKS, ContrastivePairs, PairTask, register_task
+from modbench.registries import TASKS, register_task
 
-__all__ = ["TASKS", "ContrastivePairs", "PairTask", "register_task"]
+__all__ = ["TASKS", "register_task"]

@@ -1,27 +1,25 @@
-"""Pair tasks: which digits are clean and which corrupted, and how pairs are formed.
-
-Pair rule (Nainani gives none): for each rule (clean digit c <- corrupted digit k), the test-split images
-of c and of k are each shuffled by a generator seeded with (seed, rule index) and zipped; the longer list
-is cut. Rules are independent, so a corrupted digit shared by two rules (9 in 4<-9 and 7<-9) may appear
-in both. The result is deterministic given the seed and the data source.
-"""
+"""The task protocol (implementation side) and contrastive pairs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
-from jaxtyping import Float, Int
-from torch import Tensor
+import torch.nn.functional as F
+from jaxtyping import Float, Int, Shaped
+from torch import Tensor, nn
 
-from modbench.data.dataset import ImageDataset
-from modbench.registry import Registry
+from modbench.data.dataset import TaskData
 
 
 @dataclass(frozen=True)
 class ContrastivePairs:
-    clean: Float[Tensor, "pairs d"]
-    corrupted: Float[Tensor, "pairs d"]
+    """Clean and corrupted inputs, row by row, with their labels (any input dtype)."""
+
+    clean: Shaped[Tensor, "pairs *input"]
+    corrupted: Shaped[Tensor, "pairs *input"]
     clean_labels: Int[Tensor, " pairs"]
     corrupted_labels: Int[Tensor, " pairs"]
 
@@ -38,45 +36,37 @@ class ContrastivePairs:
                                                          self.corrupted_labels)))
 
 
-@dataclass(frozen=True)
-class PairTask:
-    """A task declaration. ``pairs`` holds (clean class, corrupted class) rules."""
+@runtime_checkable
+class Task(Protocol):
+    """What the runner, trainer and discoverers ask of a task. ``config`` is its frozen declaration
+    (``model``, ``metric``, ``discoverer``, ``quality_floor``, ``train`` and ``steps_for(source)``)."""
 
-    key: str
-    summary: str
-    pairs: tuple[tuple[int, int], ...]
-    dataset: str = "mnist"
-    model: str = "mnist_mlp"
-    metric: str = "logit_difference"
-    discoverer: str = "activation_patching"
+    config: Any
 
-    def __post_init__(self) -> None:
-        if not self.pairs:
-            raise ValueError(f"task {self.key!r} declares no pairs")
-        for clean, corrupted in self.pairs:
-            if clean == corrupted or min(clean, corrupted) < 0:
-                raise ValueError(f"task {self.key!r}: bad pair rule {clean} <- {corrupted}")
+    def load(self, data_dir: Path | None) -> TaskData:
+        """The task's data; an explicit ``data_dir`` that lacks it is a ``UserError``."""
 
-    def make_pairs(self, data: ImageDataset, seed: int) -> ContrastivePairs:
-        clean_index, corrupted_index = [], []
-        for rule, (clean, corrupted) in enumerate(self.pairs):
-            generator = torch.Generator().manual_seed(seed * 1_000 + rule)
-            clean_pool = torch.nonzero(data.y_test == clean).flatten()
-            corrupted_pool = torch.nonzero(data.y_test == corrupted).flatten()
-            clean_pool = clean_pool[torch.randperm(len(clean_pool), generator=generator)]
-            corrupted_pool = corrupted_pool[torch.randperm(len(corrupted_pool), generator=generator)]
-            n = min(len(clean_pool), len(corrupted_pool))
-            clean_index.append(clean_pool[:n])
-            corrupted_index.append(corrupted_pool[:n])
-        clean_all, corrupted_all = torch.cat(clean_index), torch.cat(corrupted_index)
-        return ContrastivePairs(
-            data.x_test[clean_all], data.x_test[corrupted_all], data.y_test[clean_all], data.y_test[corrupted_all]
-        )
+    def readout(self, output: Tensor) -> Float[Tensor, "n classes"]:
+        """Model output -> per-example class logits (e.g. the last position of a sequence)."""
+
+    def targets(self, y: Tensor) -> Int[Tensor, " n"]:
+        """Labels aligned with ``readout`` rows."""
+
+    def contrast(self, data: TaskData, seed: int) -> ContrastivePairs:
+        """Clean/corrupted pairs for patching, deterministic given the seed."""
 
 
-TASKS: Registry[PairTask] = Registry("task")
+def task_loss(logits: Float[Tensor, "n c"], targets: Int[Tensor, " n"], kind: str) -> Tensor:
+    if kind == "mse":  # the BIMT code: MSE against one-hot targets, mean over batch x classes
+        return F.mse_loss(logits, F.one_hot(targets, logits.shape[-1]).to(logits.dtype))
+    return F.cross_entropy(logits, targets)
 
 
-def register_task(task: PairTask) -> PairTask:
-    TASKS.add(task.key, task)
-    return task
+@torch.no_grad()
+def accuracy(model: nn.Module, task: Task, x: Tensor, y: Tensor, batch_size: int = 10_000) -> float:
+    correct = total = 0
+    for i in range(0, len(x), batch_size):
+        targets = task.targets(y[i : i + batch_size])
+        correct += int((task.readout(model(x[i : i + batch_size])).argmax(-1) == targets).sum())
+        total += len(targets)
+    return correct / max(total, 1)

@@ -1,5 +1,1 @@
-"""The one training loop, its config, and the trained-model cache."""
-
-from modbench.training.trainer import TrainConfig, TrainResult, train
-
-__all__ = ["TrainConfig", "TrainResult", "train"]
+"""The one training loop (``trainer``), its config (``config``) and the trained-model cache (``checkpoint``)."""

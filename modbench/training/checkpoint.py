@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +16,11 @@ import torch
 from torch import nn
 
 from modbench.errors import CheckpointError
+from modbench.files import atomic_write
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with handle:
-            write(handle)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 class CheckpointStore:
@@ -50,9 +37,9 @@ class CheckpointStore:
     def save(self, name: str, model: nn.Module, config: dict[str, Any], info: dict[str, Any]) -> Path:
         weights, sidecar = self.paths(name)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        _atomic_write(weights, lambda handle: torch.save(state, handle))
+        atomic_write(weights, lambda handle: torch.save(state, handle))
         meta = {"config": config, "sha256": _sha256(weights), **info}
-        _atomic_write(sidecar, lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
+        atomic_write(sidecar, lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
         return weights
 
     def load(self, name: str, model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
@@ -62,9 +49,11 @@ class CheckpointStore:
         if not (weights.exists() and sidecar.exists()):
             raise CheckpointError(f"incomplete checkpoint {name}: {hint}")
         try:
-            meta = json.loads(sidecar.read_text())
-        except json.JSONDecodeError:
-            raise CheckpointError(f"checkpoint sidecar {sidecar} is not valid JSON: {hint}") from None
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            meta = None
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"checkpoint sidecar {sidecar} is not a JSON object: {hint}")
         if meta.get("config") != config:
             raise CheckpointError(f"checkpoint {name} was trained with a different config: {hint}")
         if meta.get("sha256") != _sha256(weights):
@@ -72,6 +61,8 @@ class CheckpointStore:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
-        except (RuntimeError, OSError, ValueError) as error:
-            raise CheckpointError(f"checkpoint {weights} does not fit the model ({error}): {hint}") from None
+        except Exception as error:  # weights_only refuses pickled code: a clear error, never a traceback
+            reason = " ".join(str(error).split())[:200]
+            raise CheckpointError(f"checkpoint {weights} cannot be loaded ({type(error).__name__}: {reason}): "
+                                  f"{hint}") from None
         return meta

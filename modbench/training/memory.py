@@ -1,54 +1,53 @@
-"""Peak memory of a block of work: CUDA allocator peak on GPU, peak resident set size on CPU.
+"""Peak memory of training steps (never evaluation), measured the same way for every regime.
 
-On Linux the RSS high-water mark can be reset (``/proc/self/clear_refs`` with ``5``), so the CPU figure
-is the peak during the block minus the resident size when it began.
+A probe trains a fresh copy of the model for a few steps numbered as the *last* steps of the schedule (so
+the regime's largest lambda applies and, when the step count is a multiple of the swap period, a swap
+happens), and reports the peak of what the copy, its optimizer, the regime and the steps allocate:
+on CUDA the allocator's peak above the memory in use before; on CPU the peak of live tensor bytes
+from the PyTorch profiler's allocation records (exact; resident-set sizes are noise at this scale).
 """
 
 from __future__ import annotations
 
-import resource
-from pathlib import Path
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
-
-def _rss_kib(field: str) -> int | None:
-    status = Path("/proc/self/status")
-    if not status.exists():
-        return None
-    for line in status.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
+PROBE_STEPS = 10
 
 
-class PeakMemory:
-    """``with PeakMemory(device) as peak: ...`` then ``peak.bytes`` (None where unmeasurable)."""
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The profiler's C++ side prints start/stop lines on file descriptor 2; keep them off the terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.bytes: int | None = None
-        self.kind = "cuda_max_allocated" if device.type == "cuda" else "cpu_peak_rss_delta"
 
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._start = torch.cuda.memory_allocated(self.device)
-        else:
-            try:
-                Path("/proc/self/clear_refs").write_text("5")
-            except OSError:
-                self.kind = "cpu_max_rss"  # cannot reset: fall back to the process-lifetime peak
-            self._start = _rss_kib("VmRSS") or 0
-        return self
+def peak_bytes(work: Callable[[], None], device: torch.device) -> tuple[int, str]:
+    """Peak bytes allocated by ``work`` and how they were measured."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        work()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - start, "cuda_max_allocated"
+    from torch.profiler import ProfilerActivity, profile
 
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.bytes = torch.cuda.max_memory_allocated(self.device) - self._start
-        else:
-            peak = _rss_kib("VmHWM")
-            if peak is None:
-                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            self.bytes = max(0, peak - self._start) * 1024
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        work()
+    live = peak = 0
+    for event in sorted(profiler.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak, "cpu_profiler_live_tensors"

@@ -1,0 +1,62 @@
+"""Built-in discoverers, circuit selections and interventions: frozen configs and registrations (no torch).
+
+Discoverers score every candidate; a selection then chooses circuits from the scores; an intervention
+says what replaces the activations of candidates left out of a circuit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modbench.registries import register_discoverer, register_intervention, register_selection
+
+
+def _positive_int(owner: object, name: str) -> None:
+    value = getattr(owner, name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ActivationPatchingConfig:
+    max_rows: int = 1 << 16  # patched rows per batched forward pass; bounds memory
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "max_rows")
+
+
+@dataclass(frozen=True)
+class TopKConfig:
+    k: int = 15  # candidates kept per site (Nainani's K; see README for why 15)
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "k")
+
+
+@dataclass(frozen=True)
+class TopFractionConfig:
+    fraction: float = 0.1  # share of all candidates kept, ranked across sites
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """A plugin without settings."""
+
+
+register_discoverer("activation_patching", ActivationPatchingConfig(),
+                    "Nainani's recursive activation patching: each candidate of each site patched clean into "
+                    "the corrupted run, batched", factory="modbench.discovery.activation_patching:ActivationPatching",
+                    cost_depends_on_weights=False)
+register_selection("top_k", TopKConfig(), "the K best-scoring candidates of every site",
+                   factory="modbench.discovery.selection:TopK")
+register_selection("top_fraction", TopFractionConfig(), "the best-scoring share of all candidates, across sites",
+                   factory="modbench.discovery.selection:TopFraction")
+register_intervention("mean", NoConfig(), "replace by the mean activation over the task's clean and corrupted "
+                      "inputs", factory="modbench.discovery.interventions:MeanAblation")
+register_intervention("zero", NoConfig(), "replace by zero", factory="modbench.discovery.interventions:ZeroAblation")
+register_intervention("resample", NoConfig(), "replace by the activation on the pair's corrupted input",
+                      factory="modbench.discovery.interventions:ResampleAblation")

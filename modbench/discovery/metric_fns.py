@@ -1,0 +1,24 @@
+"""Per-example metric functions: pure functions of tensors, (logits, reference, labels) -> values."""
+
+from __future__ import annotations
+
+from jaxtyping import Float, Int
+from torch import Tensor
+
+
+def logit_difference(logits: Float[Tensor, "*b c"], reference: Float[Tensor, "*#b c"],
+                     labels: Int[Tensor, "*#b"] | None = None) -> Float[Tensor, "*b"]:
+    """Nainani's LogitDifference: the L2 norm of the gap between two full logit vectors."""
+    return (logits - reference).norm(dim=-1)
+
+
+def kl_divergence(logits: Float[Tensor, "*b c"], reference: Float[Tensor, "*#b c"],
+                  labels: Int[Tensor, "*#b"] | None = None) -> Float[Tensor, "*b"]:
+    """KL(reference || logits) of the softmax distributions (how much the circuit loses of the model)."""
+    ref = reference.log_softmax(-1)
+    return (ref.exp() * (ref - logits.log_softmax(-1))).sum(-1)
+
+
+def correct(logits: Float[Tensor, "*b c"], reference: Float[Tensor, "*#b c"] | None,
+            labels: Int[Tensor, "*#b"]) -> Float[Tensor, "*b"]:
+    return (logits.argmax(-1) == labels).float()

@@ -1,0 +1,98 @@
+"""Built-in model declarations: frozen configs and registrations, no torch (implementations load on build)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modbench.registries import register_model
+
+ACTIVATIONS = ("silu", "relu", "gelu", "tanh")
+TRANSFORMER_ACTIVATIONS = ("relu", "gelu", "silu")  # what TransformerLens offers
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    widths: tuple[int, ...] = (784, 100, 100, 10)
+    activation: str = "silu"
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.widths) < 3:
+            raise ValueError("an MLP needs an input, at least one hidden layer and an output")
+        if any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in self.widths):
+            raise ValueError(f"widths must be positive integers, got {self.widths}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+
+    @property
+    def n_hidden(self) -> int:
+        return len(self.widths) - 2
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """conv (k x k, stride 1, same padding) -> activation -> 2x2 max-pool, then an MLP head."""
+
+    in_channels: int = 3
+    image_size: int = 32
+    channels: int = 16
+    kernel: int = 3
+    hidden: tuple[int, ...] = (64, 64)
+    n_classes: int = 10
+    activation: str = "relu"
+    bias: bool = False
+
+    def __post_init__(self) -> None:
+        sizes = (self.in_channels, self.image_size, self.channels, self.kernel, self.n_classes, *self.hidden)
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in sizes):
+            raise ValueError("sizes must be positive integers")
+        if self.kernel % 2 == 0 or self.image_size % 2:
+            raise ValueError("kernel must be odd (same padding) and image_size even (2x2 pooling)")
+        if not self.hidden:
+            raise ValueError("the head needs at least one hidden layer")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+
+    @property
+    def flat_features(self) -> int:
+        return self.channels * (self.image_size // 2) ** 2
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """The fields of TransformerLens's ``HookedTransformerConfig`` that modbench varies."""
+
+    n_layers: int = 1
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 128
+    d_vocab: int = 114
+    d_vocab_out: int = 113
+    n_ctx: int = 3
+    act_fn: str = "relu"
+    normalization_type: str | None = None
+
+    def __post_init__(self) -> None:
+        sizes = (self.n_layers, self.d_model, self.n_heads, self.d_head, self.d_mlp, self.d_vocab, self.n_ctx)
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in sizes):
+            raise ValueError("sizes must be positive integers")
+        if self.d_vocab_out < 1:
+            raise ValueError("d_vocab_out must be >= 1")
+        if self.act_fn not in TRANSFORMER_ACTIVATIONS:
+            raise ValueError(f"act_fn must be one of {TRANSFORMER_ACTIVATIONS}, got {self.act_fn!r}")
+        if self.normalization_type not in (None, "LN", "LNPre"):
+            raise ValueError("normalization_type must be None, 'LN' or 'LNPre'")
+
+
+register_model("mnist_mlp", MLPConfig(), "784-100-100-10 SiLU MLP with BIMT geometry (Liu et al. MNIST code)",
+               factory="modbench.models.mlp:HookedMLP")
+register_model("mnist_mlp_relu", MLPConfig(widths=(784, 64, 64, 10), activation="relu", bias=False),
+               "784-64-64-10 ReLU MLP without bias (Golechha et al. Table 1)", factory="modbench.models.mlp:HookedMLP")
+register_model("cifar_cnn", CNNConfig(), "conv 3->16 k3 + 2x2 pool, fc 4096-64-64-10, ReLU, no bias "
+               "(Golechha et al. Table 1)", factory="modbench.models.cnn:HookedCNN")
+register_model("mnist_cnn", CNNConfig(in_channels=1, image_size=28), "the Golechha CNN on 28x28 grey images "
+               "(conv 1->16, fc 3136-64-64-10)", factory="modbench.models.cnn:HookedCNN")
+register_model("modadd_transformer", TransformerConfig(), "1-layer HookedTransformer, d_model 128, 4 heads x 32, "
+               "d_mlp 128, ReLU, no LayerNorm (Golechha et al. modular addition)",
+               factory="modbench.models.transformer:ModularTransformer")

@@ -1,0 +1,45 @@
+"""The registries, one per kind of plugin. This module imports no torch: declaring and listing plugins is
+cheap, implementations are imported when a plugin is built (``"module:attr"`` factories).
+
+Each registry's built-in declarations are imported on its first lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from modbench.registry import PluginSpec, Registry, plugin_decorator
+
+METHODS: Registry[PluginSpec] = Registry("method", builtins=("modbench.methods.catalog",))
+MODELS: Registry[PluginSpec] = Registry("model", builtins=("modbench.models.catalog",))
+TASKS: Registry[PluginSpec] = Registry("task", builtins=("modbench.tasks.catalog",))
+DISCOVERERS: Registry[PluginSpec] = Registry("discoverer", builtins=("modbench.discovery.catalog",))
+SELECTIONS: Registry[PluginSpec] = Registry("selection", builtins=("modbench.discovery.catalog",))
+INTERVENTIONS: Registry[PluginSpec] = Registry("intervention", builtins=("modbench.discovery.catalog",))
+
+PLUGIN_KINDS: dict[str, Registry[PluginSpec]] = {
+    "methods": METHODS, "models": MODELS, "tasks": TASKS, "discoverers": DISCOVERERS,
+    "selections": SELECTIONS, "interventions": INTERVENTIONS,
+}
+
+
+def _register(registry: Registry[PluginSpec]) -> Callable[..., Callable[[Any], Any]]:
+    def register(key: str, config: Any, summary: str = "", factory: str | Callable[..., Any] | None = None,
+                 **traits: Any) -> Callable[[Any], Any]:
+        """Register ``factory(config) -> plugin`` under ``key``: as a class/function decorator, or at once
+        with ``factory="package.module:attr"`` (imported only when the plugin is built)."""
+        decorator = plugin_decorator(registry, key, config, summary, **traits)
+        if factory is not None:
+            decorator(factory)
+        return decorator
+
+    return register
+
+
+register_method = _register(METHODS)
+register_model = _register(MODELS)
+register_task = _register(TASKS)
+register_discoverer = _register(DISCOVERERS)
+register_selection = _register(SELECTIONS)
+register_intervention = _register(INTERVENTIONS)

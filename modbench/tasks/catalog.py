@@ -1,0 +1,3 @@
+"""The built-in tasks (each file registers one)."""
+
+from modbench.tasks import circle_detection, line_detection  # noqa: F401

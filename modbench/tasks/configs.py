@@ -1,0 +1,37 @@
+"""Task config types (no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modbench.training.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class PairTaskConfig:
+    """Classification on a dataset, with contrastive (clean class <- corrupted class) pair rules.
+
+    ``quality_floor``: a trained model whose final test accuracy is below it is marked failed and never
+    ranked. ``steps_by_source`` overrides ``train.steps`` for reduced data sources (the embedded digits).
+    """
+
+    pairs: tuple[tuple[int, int], ...]
+    dataset: str = "mnist"
+    model: str = "mnist_mlp"
+    metric: str = "logit_difference"
+    discoverer: str = "activation_patching"
+    quality_floor: float = 0.8
+    train: TrainConfig = field(default_factory=TrainConfig)
+    steps_by_source: tuple[tuple[str, int], ...] = (("mnist-5k", 10_000),)
+
+    def __post_init__(self) -> None:
+        if not self.pairs:
+            raise ValueError("a pair task declares at least one (clean, corrupted) rule")
+        for clean, corrupted in self.pairs:
+            if clean == corrupted or min(clean, corrupted) < 0:
+                raise ValueError(f"bad pair rule {clean} <- {corrupted}")
+        if not 0 <= self.quality_floor <= 1:
+            raise ValueError(f"quality_floor must be in [0, 1], got {self.quality_floor}")
+
+    def steps_for(self, source: str) -> int:
+        return dict(self.steps_by_source).get(source, self.train.steps)

@@ -1,1 +1,0 @@
-"""Built-in task declarations, one file per task (installed as ``modbench.builtin_tasks``)."""
