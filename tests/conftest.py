@@ -48,6 +48,10 @@ class ToyImageTask(ImagePairTask):
     def load(self, data_dir):  # noqa: ANN001, ANN201
         return tiny_data(n_train=96, n_test=64)
 
+    def contrast(self, data: TaskData, seed: int) -> ContrastivePairs:  # every test input against the next
+        order = torch.roll(torch.arange(len(data.x_test)), 1)
+        return ContrastivePairs(data.x_test, data.x_test[order], data.y_test, data.y_test[order])
+
 
 class ToySequenceTask:
     """Token sequences of length 3; the label (token 0 + token 1) mod 4 is read at the last position."""

@@ -23,21 +23,36 @@ def written(root) -> list[str]:
     return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files] if os.path.exists(root) else []
 
 
+RUN = ["run", "--method", "bimt", "--task", "circle_detection"]
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
         (["run", "--method", "bimtt", "--task", "circle_detection"], "did you mean 'bimt'"),
         (["run", "--method", "bimt", "--task", "circle"], "unknown task 'circle'"),
-        (["run", "--method", "bimt", "--task", "circle_detection", "--discoverer", "acdc"], "unknown discoverer"),
-        (["run", "--method", "bimt", "--task", "circle_detection", "--boots", "1"], "boots must be >= 2"),
-        (["run", "--method", "bimt", "--task", "circle_detection", "--ablation", "noise"], "ablation must be"),
-        (["run", "--method", "bimt", "--task", "circle_detection", "--device", "tpu"], "device"),
-        (["run", "--method", "bimt", "--task", "circle_detection", "--data-dir", "/nonexistent"], "not a directory"),
-        (["run", "--method", "bimt", "--task", "circle_detection", "--bogus"], "No such option"),
+        ([*RUN, "--discoverer", "acdc"], "unknown discoverer"),
+        ([*RUN, "--model", "mlp"], "unknown model"),
+        ([*RUN, "--boots", "1"], "boots must be >= 2"),
+        ([*RUN, "--ablation", "noise"], "unknown intervention 'noise'"),
+        ([*RUN, "--device", "tpu"], "device"),
+        ([*RUN, "--data-dir", "/nonexistent"], "not a directory"),
+        ([*RUN, "--bogus"], "No such option"),
+        ([*RUN, "--top-k", "500"], "larger than site"),
+        ([*RUN, "--top-k", "0"], "k must be an integer >= 1"),
+        ([*RUN, "--seed", "-1"], "--seed must be >= 0"),
+        ([*RUN, "--set", "lam=abc"], "lam must be a finite number"),
+        ([*RUN, "--set", "lam=NaN"], "lam must be a finite number"),
+        ([*RUN, "--set", "swap_every=1.5"], "swap_every must be an integer"),
+        ([*RUN, "--set", "permute_optimizer_state=yes"], "must be true or false"),
+        ([*RUN, "--results", "/"], "is a directory"),
+        ([*RUN, "--results", "/etc/passwd/r.sqlite"], "is not a directory"),
         (["train", "--method", "bimt", "--steps", "0"], "--steps must be >= 1"),
-        (["train", "--method", "bimt", "--set", "lam=-1"], "lam must be >= 0"),
+        (["train", "--method", "bimt", "--set", "lam=-1"], "lam must be a finite number >= 0"),
         (["list", "widgets"], "unknown kind"),
         (["leaderboard", "show", "--task", "nope"], "unknown task"),
+        (["leaderboard", "show", "--task", "circle_detection", "--results", "/tmp/no-such.sqlite"], "does not exist"),
+        (["leaderboard", "show", "--task", "circle_detection", "--markdown", "/"], "is a directory"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_code_2_and_writes_nothing(args, expected, capsys, tmp_path):
@@ -49,10 +64,12 @@ def test_bad_input_gives_one_line_and_exit_code_2_and_writes_nothing(args, expec
 
 
 def test_list_comes_from_the_registries(capsys):
-    code, out, _ = run_cli(["list", "methods"], capsys)
+    from modbench.registries import PLUGIN_KINDS
+
+    code, out, _ = run_cli(["list"], capsys)
     assert code == 0
-    for key in ("vanilla", "l1", "l1_local", "l1_swap", "bimt"):
-        assert key in out
+    for kind, registry in PLUGIN_KINDS.items():
+        assert f"[{kind}]" in out and all(key in out for key in registry.keys())
 
 
 def test_run_end_to_end_on_embedded_digits_writes_a_row(capsys, tmp_path):
@@ -60,8 +77,8 @@ def test_run_end_to_end_on_embedded_digits_writes_a_row(capsys, tmp_path):
             "--pairs", "40", "--quiet", "--figures", str(tmp_path / "fig")]
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
-    assert "mnist-5k" in out and "published" in out
-    assert (tmp_path / "fig" / "circle_detection-l1-mnist-5k-circuit.png").exists()
+    assert "mnist-5k" in out and "published" in out and "steps=200" in out
+    assert list((tmp_path / "fig").glob("circle_detection-l1-mnist-5k-*-circuit.png"))
     code, out, _ = run_cli(["leaderboard", "show", "--task", "circle_detection",
                             "--markdown", str(tmp_path / "board.md")], capsys)
     assert "l1" in (tmp_path / "board.md").read_text()

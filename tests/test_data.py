@@ -74,7 +74,7 @@ def test_present_file_with_wrong_md5_is_an_error(fake_mnist, tmp_path, monkeypat
 
 
 def test_offline_fallback_is_the_embedded_5k_digits(tmp_path, capsys):
-    data = mnist.load_mnist(tmp_path, allow_download=False)
+    data = mnist.load_mnist(None, allow_download=False)  # the default folder (conftest: empty)
     assert data.source == "mnist-5k"
     assert (len(data.x_train), len(data.x_test)) == (4000, 1000)
     assert np.bincount(data.y_test.numpy()).tolist() == [100] * 10
@@ -86,4 +86,9 @@ def test_offline_env_disables_downloads(tmp_path, monkeypatch):
         raise AssertionError("network touched")
 
     monkeypatch.setattr(mnist, "download_mnist", no_network)
-    assert mnist.load_mnist(tmp_path).source == "mnist-5k"  # conftest sets MODBENCH_OFFLINE
+    assert mnist.load_mnist().source == "mnist-5k"  # conftest sets MODBENCH_OFFLINE
+
+
+def test_an_explicit_data_dir_without_mnist_is_an_error_not_a_fallback(tmp_path):
+    with pytest.raises(UserError, match="no MNIST in"):
+        mnist.load_mnist(tmp_path, allow_download=False)

@@ -1,25 +1,39 @@
+"""Records, the store, and leaderboards keyed by whole configs."""
+
 from __future__ import annotations
 
 import multiprocessing
+from pathlib import Path
 
+import pytest
+
+from modbench.errors import UserError
 from modbench.results.compare import compare, kendall_tau
-from modbench.results.leaderboard import leaderboard, to_html, to_markdown
+from modbench.results.leaderboard import best_per_metric, cells, leaderboard, to_html, to_markdown
+from modbench.results.record import ResultRecord
 from modbench.results.store import ResultStore
 
 
-def fake_record(method: str, logit: float, sparsity: float, task: str = "circle_detection", **extra) -> dict:
-    record = {"task": task, "method": method, "discoverer": "activation_patching", "dataset": "mnist",
-              "top_k": 15, "ablation": "mean", "test_accuracy": 0.98}
-    for metric, value in (("logit_difference", logit), ("sparsity", sparsity), ("discovery_time_s", 0.1),
-                          ("circuit_accuracy", 0.9)):
-        record |= {f"{metric}_mean": value, f"{metric}_ci": 0.01}
-    return record | extra
+def fake_record(method: str, logit: float, sparsity: float, *, task: str = "circle_detection", variant: str = "default",
+                cell: str | None = None, seed: int = 1, accuracy: float = 0.98, status: str = "ok",
+                cost_depends: bool = False, **provenance) -> ResultRecord:
+    metrics = {name: {"mean": value, "ci_low": value - 0.01, "ci_high": value + 0.01, "ci": 0.01}
+               for name, value in (("logit_difference", logit), ("sparsity", sparsity), ("discovery_time_s", 0.1),
+                                   ("circuit_accuracy", 0.9))}
+    cell = cell or f"{method}-{variant}"
+    return ResultRecord(
+        task=task, method=method, model="mnist_mlp", discoverer="activation_patching", dataset="mnist",
+        variant=variant, cell=cell, config_hash=f"{cell}-{seed}", train_seed=seed, pair_seed=0, boot_seed=0,
+        status=status, failure="below the floor" if status == "failed" else "", faithfulness_metric="logit_difference",
+        metrics=metrics, sparsity_per_wire={"unembed": sparsity}, circuit_size={"blocks.0.mlp.hook_post": 15.0},
+        test_accuracy=accuracy, best_test_accuracy=accuracy, best_step=100, costs={"train_time_s": 1.0},
+        discovery_cost_depends_on_weights=cost_depends, config={}, definitions={}, provenance=provenance)
 
 
 def _writer(path: str, worker: int) -> None:
-    store = ResultStore(__import__("pathlib").Path(path))
+    store = ResultStore(Path(path))
     for i in range(10):
-        store.append(fake_record(f"m{worker}", float(i), 0.5, worker=worker, i=i))
+        store.append(fake_record(f"m{worker}", float(i), 0.5, seed=i, worker=worker, i=i))
 
 
 def test_eight_concurrent_writer_processes_lose_no_row(tmp_path):
@@ -33,26 +47,62 @@ def test_eight_concurrent_writer_processes_lose_no_row(tmp_path):
         assert worker.exitcode == 0
     rows = ResultStore(tmp_path / "results.sqlite").records()
     assert len(rows) == 80
-    assert {(r["worker"], r["i"]) for r in rows} == {(w, i) for w in range(8) for i in range(10)}
+    assert {(r.provenance["worker"], r.provenance["i"]) for r in rows} == {(w, i) for w in range(8) for i in range(10)}
 
 
-def test_leaderboard_keeps_latest_row_per_method_best_first_with_published_rows(tmp_path):
+def test_records_round_trip_through_the_store(tmp_path):
     store = ResultStore(tmp_path / "r.sqlite")
-    store.append(fake_record("vanilla", 5.0, 0.86))
-    store.append(fake_record("bimt", 9.0, 0.97))
-    store.append(fake_record("bimt", 1.0, 0.98))  # newer bimt row replaces the older one
-    table = leaderboard(store.records("circle_detection"), "circle_detection")
+    record = fake_record("bimt", 1.0, 0.9)
+    assert store.append(record).id == 1
+    again = store.records()[0]
+    assert again.id == 1
+    assert again.to_dict() | {"id": None, "created": None} == record.to_dict()
+
+
+def test_a_debug_variant_never_replaces_the_canonical_row_nor_is_starred(tmp_path):
+    records = [fake_record("vanilla", 5.0, 0.86), fake_record("bimt", 9.0, 0.97),
+               fake_record("bimt", 0.5, 0.99, variant="steps=200")]
+    table = leaderboard(records, "circle_detection")
     mine = table[table["source"] == "ours"]
-    assert list(mine["method"]) == ["bimt", "vanilla"]
-    assert float(mine.iloc[0]["logit_difference_mean"]) == 1.0
+    assert list(zip(mine["method"], mine["variant"], strict=True)) == [
+        ("vanilla", "default"), ("bimt", "default"), ("bimt", "steps=200")]
+    assert best_per_metric(table)["logit_difference"] == 5.0
     assert (table["source"].str.startswith("published")).sum() == 5
-    assert "1.0000 ± 0.0100*" in to_markdown(table, "t") and "<table>" in to_html(table, "t")
+    markdown = to_markdown(table, "t")
+    assert "5.0000 ± 0.0100*" in markdown and "0.5000 ± 0.0100 " in markdown and "<table>" in to_html(table, "t")
 
 
-def test_compare_reports_orderings_against_the_paper(tmp_path):
-    records = [fake_record(m, v, s) | {"id": i} for i, (m, v, s) in enumerate(
-        [("bimt", 1.0, 0.99), ("l1_local", 2.0, 0.98), ("l1", 3.0, 0.95), ("l1_swap", 2.5, 0.96),
-         ("vanilla", 9.0, 0.86)])]
+def test_seeds_of_one_cell_are_aggregated_with_an_interval_over_seeds():
+    records = [fake_record("bimt", value, 0.9, cell="c", seed=seed) for seed, value in ((1, 1.0), (2, 2.0), (3, 3.0))]
+    records.append(fake_record("bimt", 7.0, 0.9, cell="c", seed=3))  # a rerun of seed 3 replaces the old one
+    row = cells(records).iloc[0]
+    assert row["seeds"] == 3
+    assert row["logit_difference_mean"] == pytest.approx((1.0 + 2.0 + 7.0) / 3)
+    assert row["logit_difference_ci"] == pytest.approx(4.303 * 3.2146 / 3 ** 0.5, rel=1e-3)
+    assert row["logit_difference_boot_ci"] == pytest.approx(0.01)
+
+
+def test_failed_models_are_listed_apart_and_never_ranked():
+    records = [fake_record("vanilla", 5.0, 0.86), fake_record("l1", 0.01, 0.99, accuracy=0.1, status="failed")]
+    table = leaderboard(records, "circle_detection")
+    mine = table[table["source"] == "ours"]
+    assert list(mine["method"]) == ["vanilla", "l1"] and list(mine["status"]) == ["ok", "failed"]
+    assert best_per_metric(table)["logit_difference"] == 5.0
+    assert "failed: below the floor" in to_markdown(table, "t")
+
+
+def test_discovery_time_is_starred_only_when_the_cost_depends_on_the_weights():
+    fixed = leaderboard([fake_record("a", 1.0, 0.9), fake_record("b", 2.0, 0.9)], "circle_detection")
+    assert "discovery_time_s" not in best_per_metric(fixed)
+    varying = leaderboard([fake_record("a", 1.0, 0.9, cost_depends=True)], "circle_detection")
+    assert "discovery_time_s" in best_per_metric(varying)
+
+
+def test_compare_reports_orderings_against_the_paper():
+    records = [fake_record(m, v, s) for m, v, s in
+               [("bimt", 1.0, 0.99), ("l1_local", 2.0, 0.98), ("l1", 3.0, 0.95), ("l1_swap", 2.5, 0.96),
+                ("vanilla", 9.0, 0.86), ("bimt", 0.1, 0.999)]]
+    records[-1] = fake_record("bimt", 0.1, 0.999, variant="lam=0.5")  # variants are not the paper's method
     verdict = compare(records, "circle_detection")["verdict"]
     assert verdict["logit_difference_order_ours"] == verdict["logit_difference_order_published"]
     assert verdict["logit_difference_kendall_tau"] == 1.0
@@ -62,3 +112,8 @@ def test_compare_reports_orderings_against_the_paper(tmp_path):
 def test_kendall_tau_extremes():
     assert kendall_tau(["a", "b", "c"], ["a", "b", "c"]) == 1.0
     assert kendall_tau(["a", "b", "c"], ["c", "b", "a"]) == -1.0
+
+
+def test_missing_results_file_is_an_error_when_asked_for(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        ResultStore(tmp_path / "nope.sqlite").records(must_exist=True)

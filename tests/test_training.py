@@ -4,23 +4,30 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import tiny_data, tiny_model
+from conftest import TINY, tiny_data, tiny_model
 
 from modbench.errors import CheckpointError, TrainingFailed, UserError
 from modbench.methods import METHODS, MethodBase
-from modbench.methods.local_cost import LocalCostConfig, LocalCostMethod
+from modbench.methods.catalog import LocalCostConfig
+from modbench.methods.local_cost import LocalCostMethod
 from modbench.pipeline import TrainingSpec, override, trained_model
+from modbench.registries import TASKS
 from modbench.training.checkpoint import CheckpointStore
-from modbench.training.trainer import TrainConfig, train
+from modbench.training.config import TrainConfig
+from modbench.training.trainer import train
 
 CPU = torch.device("cpu")
 SHORT = TrainConfig(steps=60, batch_size=16, eval_every=30)
 
 
+def toy_task():
+    return TASKS.get("toy_mlp").build()
+
+
 def run(method_key: str, seed: int = 0, cfg: TrainConfig = SHORT, **changes):
     model = tiny_model(seed=seed)
     method = LocalCostMethod(dataclasses.replace(METHODS.get(method_key).config, swap_top_k=9, **changes))
-    result = train(model, method, tiny_data(), cfg, CPU, show_progress=False)
+    result = train(model, method, toy_task(), tiny_data(), cfg, CPU, show_progress=False)
     return model, result
 
 
@@ -64,6 +71,25 @@ def test_bad_regime_configs_are_rejected(changes):
         LocalCostConfig(**changes)
 
 
+def test_bimt_regime_trains_a_cnn_and_a_transformer_through_the_same_wiring_protocol():
+    from conftest import TINY_CNN, TINY_TRANSFORMER
+
+    from modbench.registries import MODELS
+
+    for task_key, model_config, model_key in (("toy_cnn", TINY_CNN, "tiny_cnn"),
+                                              ("toy_transformer", TINY_TRANSFORMER, "tiny_transformer")):
+        task = TASKS.get(task_key).build()
+        torch.manual_seed(0)
+        model = MODELS.get(model_key).build(model_config)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        method = LocalCostMethod(dataclasses.replace(METHODS.get("bimt").config, swap_every=10, swap_top_k=3, lam=0.1))
+        every_swap_logged = dataclasses.replace(SHORT, eval_every=10)
+        result = train(model, method, task, task.load(None), every_swap_logged, CPU, show_progress=False)
+        assert any(row.get("swaps", 0) > 0 for row in result.history), task_key
+        assert all(row["connection_cost"] > 0 for row in result.history)
+        assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_top_k_larger_than_every_layer_is_a_user_error():
     method = LocalCostMethod(LocalCostConfig(swap_every=10, swap_top_k=50))
     with pytest.raises(UserError, match="larger than every"):
@@ -76,29 +102,41 @@ def test_nan_loss_stops_the_run():
             return {"boom": torch.tensor(float("nan")) * next(model.parameters()).sum()}
 
     with pytest.raises(TrainingFailed, match="nan"):
-        train(tiny_model(), Exploding(None), tiny_data(), SHORT, CPU, show_progress=False)
+        train(tiny_model(), Exploding(None), toy_task(), tiny_data(), SHORT, CPU, show_progress=False)
 
 
 def test_override_parses_values_and_rejects_unknown_fields():
     assert override(LocalCostConfig(), ["lam=0.5", "swap_every=100"]).swap_every == 100
+    assert override(LocalCostConfig(), ["lam=1"]).lam == 1.0
     with pytest.raises(UserError, match="no field"):
         override(LocalCostConfig(), ["lamda=1"])
-    with pytest.raises(UserError, match="lam must be >= 0"):
+    with pytest.raises(UserError, match="lam must be a finite number >= 0"):
         override(LocalCostConfig(), ["lam=-1"])
 
 
-def spec_for(steps: int = 30) -> TrainingSpec:
-    from conftest import TINY
+@pytest.mark.parametrize("assignment", ["permute_optimizer_state=yes", "swap_every=1.5", "lam=abc", "lam=NaN",
+                                        "lam=Infinity", "swap_top_k=true"])
+def test_override_rejects_values_of_the_wrong_type_or_non_finite(assignment):
+    with pytest.raises(UserError):
+        override(LocalCostConfig(), [assignment])
 
+
+def test_training_memory_is_measured_over_training_steps_and_bimt_adds_its_cost_matrices():
+    vanilla = run("vanilla")[1].peak_memory_bytes
+    bimt = run("bimt", swap_every=20)[1].peak_memory_bytes
+    assert vanilla > 0 and bimt > vanilla
+
+
+def spec_for(steps: int = 30) -> TrainingSpec:
     method_config = dataclasses.replace(METHODS.get("bimt").config, swap_top_k=9, swap_every=10)
-    return TrainingSpec("bimt", method_config, "mnist_mlp", TINY, TrainConfig(steps=steps), "toy")
+    return TrainingSpec("bimt", method_config, "tiny_mlp", TINY, TrainConfig(steps=steps), "toy", "toy")
 
 
 def test_checkpoint_cache_trains_once_then_loads(tmp_path, monkeypatch):
     store = CheckpointStore(tmp_path / "models")
-    model, first = trained_model(spec_for(), tiny_data(), CPU, store, show_progress=False)
-    monkeypatch.setattr("modbench.pipeline.train", lambda *a, **k: pytest.fail("retrained a cached config"))
-    again, second = trained_model(spec_for(), tiny_data(), CPU, store, show_progress=False)
+    model, first = trained_model(spec_for(), toy_task(), tiny_data(), CPU, store, show_progress=False)
+    monkeypatch.setattr("modbench.training.trainer.train", lambda *a, **k: pytest.fail("retrained a cached config"))
+    again, second = trained_model(spec_for(), toy_task(), tiny_data(), CPU, store, show_progress=False)
     assert not first["cached"] and second["cached"]
     assert torch.equal(model.unembed.weight, again.unembed.weight)
     assert second["checkpoint_bytes"] > 0
@@ -107,14 +145,14 @@ def test_checkpoint_cache_trains_once_then_loads(tmp_path, monkeypatch):
 def test_corrupted_or_mismatched_checkpoint_is_an_error_not_a_retrain(tmp_path):
     store = CheckpointStore(tmp_path / "models")
     spec = spec_for()
-    trained_model(spec, tiny_data(), CPU, store, show_progress=False)
+    trained_model(spec, toy_task(), tiny_data(), CPU, store, show_progress=False)
     weights, sidecar = store.paths(spec.checkpoint_name)
     original = weights.read_bytes()
     weights.write_bytes(original[:-10] + b"0123456789")
     with pytest.raises(CheckpointError, match="corrupted"):
-        trained_model(spec, tiny_data(), CPU, store, show_progress=False)
+        trained_model(spec, toy_task(), tiny_data(), CPU, store, show_progress=False)
     weights.write_bytes(original)
     sidecar.write_text(sidecar.read_text().replace('"steps": 30', '"steps": 31'))
     with pytest.raises(CheckpointError, match="different config"):
-        trained_model(spec, tiny_data(), CPU, store, show_progress=False)
+        trained_model(spec, toy_task(), tiny_data(), CPU, store, show_progress=False)
     assert weights.read_bytes() == original
