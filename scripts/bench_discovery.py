@@ -1,9 +1,17 @@
-"""Benchmark: batched activation patching vs one plain batched forward over the same rows vs a per-sample
-loop (one forward per neuron per pair, timed on a subset and extrapolated), all in one run.
+"""Benchmark: shipped activation patching vs like-for-like baselines, on the MNIST MLP (circle_detection pairs).
 
-Targets (issue 3): discovery <= 2x the plain forward, >= 100x faster than the per-sample loop.
+Measured (median of --repeats runs after a warm-up, interleaved so load drifts hit every variant alike;
+all under torch.no_grad; weights are the untrained init: timing does not depend on their values):
+  (a) discovery: ActivationPatching(...).score(model, task, pairs), its two caching forwards included;
+  (b) the limit to beat: per site, a plain forward from the site's resume hook over the same rows (the
+      corrupted resume activation repeated site.size times per pair), plus the same two caching forwards;
+  (c) the per-neuron loop batched over pairs: per site and candidate, one forward from the resume hook over
+      all pairs with that candidate hooked to its clean value; scores must equal (a)'s;
+  (d) footnote: the batch-1 loop (one full forward per pair per candidate), timed on --loop-pairs pairs
+      and extrapolated to --pairs.
+Targets: (a)/(b) <= 1 and (c)/(a) >= 5.
 
-    python scripts/bench_discovery.py [--pairs 500] [--loop-pairs 4] [--repeats 5] [--device cpu]
+    python scripts/bench_discovery.py [--pairs 500] [--repeats 7] [--loop-pairs 2] [--device cpu]
 """
 
 from __future__ import annotations
@@ -14,57 +22,117 @@ import time
 
 import torch
 
-from modbench.data.mnist import load_mnist
-from modbench.discovery.activation_patching import ActivationPatching, ActivationPatchingConfig, score_per_sample
+from modbench.discovery.activation_patching import ActivationPatching
+from modbench.discovery.catalog import ActivationPatchingConfig
 from modbench.models import MODELS
 from modbench.provenance import device_name, resolve_device
 from modbench.tasks import TASKS
 
 
-def timed(fn, device: torch.device, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def set_to_clean(clean, site, i):
+    def hook(activation, hook=None):  # candidate i of every row takes its clean value, in place
+        activation.select(site.axis, i).copy_(clean.select(site.axis, i))
+        return activation
+    return hook
+
+
+def caching_forwards(model, pairs):
+    """The clean run (site activations) and the corrupted run (resume activations), as both sides need."""
+    sites = model.sites()
+    clean_out, clean = model.run_with_cache(pairs.clean, names_filter=[site.name for site in sites])
+    _, corrupted = model.run_with_cache(pairs.corrupted, names_filter=[model.resume_hook(s) for s in sites])
+    return clean_out, clean, corrupted
+
+
+def plain_forward(model, pairs, max_rows):
+    _, _, corrupted = caching_forwards(model, pairs)
+    for site in model.sites():
+        resume = corrupted[model.resume_hook(site)]
+        chunk = max(1, max_rows // site.size)  # the same chunks as the discoverer
+        for start in range(0, len(pairs), chunk):
+            model.run_from(model.resume_hook(site), resume[start:start + chunk].repeat_interleave(site.size, 0))
+
+
+def neuron_loop(model, task, pairs):
+    clean_out, clean, corrupted = caching_forwards(model, pairs)
+    reference = task.readout(clean_out)
+    scores = {}
+    for site in model.sites():
+        resume, per_candidate = corrupted[model.resume_hook(site)], []
+        for i in range(site.size):
+            with model.hooks(fwd_hooks=[(site.name, set_to_clean(clean[site.name], site, i))]):
+                out = model.run_from(model.resume_hook(site), resume)
+            per_candidate.append((task.readout(out) - reference).norm(dim=-1))
+        scores[site.name] = torch.stack(per_candidate, dim=1)
+    return scores
+
+
+def batch1_loop(model, task, pairs):
+    names = [site.name for site in model.sites()]
+    scores = {site.name: torch.empty(len(pairs), site.size) for site in model.sites()}
+    for p in range(len(pairs)):
+        clean_out, clean = model.run_with_cache(pairs.clean[p:p + 1], names_filter=names)
+        reference = task.readout(clean_out)
+        for site in model.sites():
+            for i in range(site.size):
+                out = model.run_with_hooks(pairs.corrupted[p:p + 1],
+                                           fwd_hooks=[(site.name, set_to_clean(clean[site.name], site, i))])
+                scores[site.name][p, i] = (task.readout(out) - reference).norm(dim=-1)[0]
+    return scores
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=500)
-    parser.add_argument("--loop-pairs", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--loop-pairs", type=int, default=2)
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    spec = MODELS.get("mnist_mlp")
-    model = spec.build(spec.config).to(device).eval()  # timing does not depend on the weights' values
-    pairs = TASKS.get("circle_detection").make_pairs(load_mnist(), seed=0)
-    index = torch.arange(args.pairs) % len(pairs)
-    pairs = pairs.select(index).to(device)
-    neurons = sum(spec.config.widths[1:-1])
-    rows = args.pairs * neurons
-    discoverer = ActivationPatching(ActivationPatchingConfig())
-
-    discovery = timed(lambda: discoverer.score(model, pairs), device, args.repeats)
-    plain_inputs = pairs.corrupted.repeat(neurons, 1)
+    model = MODELS.get("mnist_mlp").build().to(device).eval()
+    task = TASKS.get("circle_detection").build()
+    data = task.load(None)
+    pairs = task.contrast(data, seed=0)
+    pairs = pairs.select(torch.arange(args.pairs) % len(pairs)).to(device)  # indices repeat if too few
+    subset = pairs.select(torch.arange(min(args.loop_pairs, args.pairs), device=device))
+    config = ActivationPatchingConfig()
+    discoverer = ActivationPatching(config)
+    rows = args.pairs * sum(site.size for site in model.sites())
+    variants = {
+        "discovery": lambda: discoverer.score(model, task, pairs),
+        "forward": lambda: plain_forward(model, pairs, config.max_rows),
+        "loop": lambda: neuron_loop(model, task, pairs),
+        "batch1": lambda: batch1_loop(model, task, subset),
+    }
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    times: dict[str, list[float]] = {name: [] for name in variants}
     with torch.no_grad():
-        forward = timed(lambda: model(plain_inputs), device, args.repeats)
-    subset = pairs.select(torch.arange(args.loop_pairs, device=device))
-    loop = timed(lambda: score_per_sample(model, subset), device, 1) * args.pairs / args.loop_pairs
+        results = {name: fn() for name, fn in variants.items()}  # warm-up, and the results to compare
+        for _ in range(args.repeats):
+            for name, fn in variants.items():
+                sync()
+                start = time.perf_counter()
+                fn()
+                sync()
+                times[name].append(time.perf_counter() - start)
+    t = {name: statistics.median(values) for name, values in times.items()}
+    shipped = results["discovery"].scores
+    loop_ok = all(torch.allclose(results["loop"][s], shipped[s], atol=1e-5) for s in shipped)
+    batch1_ok = all(torch.allclose(results["batch1"][s].to(device), shipped[s][: len(subset)], atol=1e-5)
+                    for s in shipped)
+    batch1 = t["batch1"] * args.pairs / len(subset)
 
-    print(f"device {device_name(device)}; {args.pairs} pairs x {neurons} hidden neurons = {rows:,} patched rows")
-    print(f"batched discovery          {discovery:10.4f} s")
-    print(f"plain forward, same rows   {forward:10.4f} s   "
-          f"discovery / forward = {discovery / forward:.2f} (target <= 2)")
-    print(f"per-sample loop (extrap.)  {loop:10.2f} s   loop / discovery = {loop / discovery:,.0f}x (target >= 100)")
+    print(f"device {device_name(device)} (--device {args.device or 'auto'}); data {data.source}; "
+          f"{args.pairs} pairs x {rows // args.pairs} candidates = {rows:,} patched rows; "
+          f"median of {args.repeats} interleaved repeats")
+    print(f"(a) discovery (shipped)                    {t['discovery']:9.4f} s")
+    print(f"(b) forward from patched layer, same rows  {t['forward']:9.4f} s   "
+          f"(a)/(b) = {t['discovery'] / t['forward']:.2f}  (target <= 1)")
+    print(f"(c) per-neuron loop, batched over pairs    {t['loop']:9.4f} s   "
+          f"(c)/(a) = {t['loop'] / t['discovery']:.1f}x  (target >= 5); scores equal (a): {loop_ok}")
+    print(f"footnote: (d) batch-1 loop, {len(subset)} pairs extrapolated to {args.pairs}: {batch1:.2f} s "
+          f"= {batch1 / t['discovery']:,.0f}x (a); scores equal (a): {batch1_ok}")
 
 
 if __name__ == "__main__":

@@ -1,95 +1,126 @@
-"""Benchmark: wall time, CPU time and peak memory of each regime relative to vanilla, same steps, one run.
+"""Benchmark: wall time and training-step peak memory of each regime relative to vanilla, in one run.
 
-Times: all regimes run in one process, interleaved over repeats after a discarded warm-up run, so that drifts
-of a shared machine hit every regime alike; each figure is the lowest over repeats. Memory, each regime once in
-a fresh subprocess over ``--memory-steps`` (one swap included by default):
-the highest total of live tensor bytes, from the PyTorch profiler's allocation records (exact and independent
-of the allocator; peak resident memory is noise at this MiB scale). On CUDA: the allocator's peak.
+Time: every regime in one process, interleaved over --repeats after a warm-up run of each, so drifts of a
+shared machine hit all regimes alike; the figure is the best of the repeats of ``train()``'s own timer
+(--steps steps; evaluation runs once, at the end, and is a small part of it). Same initial weights for all.
+Memory: training steps only (never evaluation), with ``modbench.training.memory.peak_bytes`` (CUDA: the
+allocator's peak; CPU: the peak of live tensor bytes from the profiler) around building a fresh model +
+``Stepper`` and running --memory-steps steps (default 501: steps 0..500, so the swap at step 500 is
+included); each regime in a fresh subprocess so allocator state does not leak between regimes.
 
-    python scripts/bench_training.py [--steps 2000] [--repeats 5] [--device cpu] [--data-dir ../shared/data]
+    python scripts/bench_training.py [--steps 2000] [--repeats 5] [--memory-steps 501] [--device cpu]
+                                     [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from modbench.data.mnist import load_mnist
 from modbench.methods import METHODS
-from modbench.pipeline import build_model, training_spec
+from modbench.methods.connection_cost import cost_terms, slot_costs
+from modbench.models import MODELS
 from modbench.provenance import device_name, resolve_device
-from modbench.training.trainer import TrainConfig, train
+from modbench.tasks import TASKS
+from modbench.training.memory import peak_bytes
+from modbench.training.trainer import Stepper, batches, train
 
 REGIMES = ("vanilla", "l1", "l1_local", "l1_swap", "bimt")
+TASK = "circle_detection"  # any task on the MNIST MLP: training does not use the pairs
+MiB = 2**20
 
 
-def run_once(method: str, data, steps: int, device: torch.device) -> dict[str, float]:
-    # Swaps every 500 steps as in the full run; the lambda schedule spans the benchmark's steps.
-    spec = training_spec(method, "mnist_mlp", data, TrainConfig(steps=steps, eval_every=steps))
-    model = build_model(spec)
-    cpu_start = time.process_time()
-    result = train(model, METHODS.get(method).build(spec.method_config), data, spec.train, device, show_progress=False)
-    return {"wall": result.train_time_s, "cpu": time.process_time() - cpu_start,
-            "memory": float(result.peak_memory_bytes or 0)}
+def setup(regime: str, steps: int, seed: int = 0):
+    """A task, the train config for ``steps`` steps, a fresh model (same init every time) and the regime."""
+    task = TASKS.get(TASK).build()
+    cfg = dataclasses.replace(task.config.train, steps=steps, eval_every=steps)
+    torch.manual_seed(seed)
+    return task, cfg, MODELS.get(task.config.model).build(), METHODS.get(regime).build()
 
 
-def memory_once(method: str, data, steps: int, device: torch.device) -> dict[str, float]:
-    from torch.profiler import ProfilerActivity, profile
+def wall_time(regime: str, data, steps: int, device: torch.device) -> float:
+    task, cfg, model, method = setup(regime, steps)
+    return train(model, method, task, data, cfg, device, show_progress=False).train_time_s
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities, profile_memory=True) as profiler:
-        row = run_once(method, data, steps, device)
-    if device.type == "cuda":
-        return {"tensor": row["memory"]}
-    live = peak = 0
-    for event in sorted(profiler.events(), key=lambda e: e.time_range.start):
-        live += event.self_cpu_memory_usage
-        peak = max(peak, live)
-    return {"tensor": float(peak)}
+
+def memory_worker(regime: str, data, steps: int, device: torch.device) -> dict[str, object]:
+    x, y = data.x_train.to(device), data.y_train.to(device)
+
+    def work() -> None:
+        task, cfg, model, method = setup(regime, steps)
+        stepper = Stepper(model.to(device), method, task, cfg, steps)
+        index = batches(len(x), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
+        for step in range(steps):  # after_step sees 1..steps
+            rows = next(index).to(device)
+            stepper(x[rows], y[rows], step)
+
+    peak, kind = peak_bytes(work, device)
+    return {"regime": regime, "peak_bytes": peak, "kind": kind}
+
+
+def cost_matrix_bytes(regime: str) -> tuple[int, int, int]:
+    """Bytes of the regime's per-entry loss costs (weights + biases), its swap slot costs, and parameters."""
+    _, _, model, method = setup(regime, 1)
+    wiring, c = model.wiring(), method.config
+    _, loss = cost_terms(wiring, slot_costs(wiring, c.weight_factor, c.layer_separation, c.penalize_last_distance),
+                         c.layer_separation)
+    swap = slot_costs(wiring, c.swap_weight_factor, c.layer_separation, True)
+    size = lambda tensors: sum(t.numel() * t.element_size() for t in tensors)  # noqa: E731
+    return size(loss) if c.lam else 0, size(swap) if c.swap_every else 0, size(model.parameters())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory-steps", type=int, default=501)
     parser.add_argument("--device", default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--memory-steps", type=int, default=600)
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    data = load_mnist(args.data_dir)
+    data = TASKS.get(TASK).build().load(args.data_dir)
     if args.memory_worker:
-        print(json.dumps(memory_once(args.memory_worker, data, args.memory_steps, device)))
+        print(json.dumps(memory_worker(args.memory_worker, data, args.memory_steps, device)))
         return
-    run_once("bimt", data, min(args.steps, 500), device)  # warm-up: allocator, kernels, caches
-    best: dict[str, dict[str, float]] = {}
+
+    for regime in REGIMES:  # warm-up: allocator, kernels, caches, the swap code path
+        wall_time(regime, data, min(args.steps, 500), device)
+    wall: dict[str, list[float]] = {regime: [] for regime in REGIMES}
     for repeat in range(args.repeats):
-        for method in REGIMES:
-            row = run_once(method, data, args.steps, device)
-            print(f"repeat {repeat} {method:9s} wall {row['wall']:6.2f} s  cpu {row['cpu']:6.2f} s", flush=True)
-            previous = best.setdefault(method, row)
-            best[method] = {k: min(previous[k], row[k]) for k in row}
-    for method in REGIMES:
-        command = [sys.executable, __file__, "--memory-worker", method, "--memory-steps", str(args.memory_steps)]
-        command += ["--device", str(device)] + (["--data-dir", str(args.data_dir)] if args.data_dir else [])
-        fresh = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
-        best[method] |= fresh
-    base = best["vanilla"]
-    print(f"\n{args.steps} steps on {data.source}, {device_name(device)}, time: best of {args.repeats} "
-          f"interleaved repeats; memory: {args.memory_steps} steps, one fresh process per regime")
-    print(f"{'regime':9s} {'wall s':>7s} {'x van':>6s} {'cpu s':>7s} {'x van':>6s} "
-          f"{'tensor MiB':>10s} {'x van':>6s}")
-    for method in REGIMES:
-        row = best[method]
-        print(f"{method:9s} {row['wall']:7.2f} {row['wall'] / base['wall']:6.3f} {row['cpu']:7.2f} "
-              f"{row['cpu'] / base['cpu']:6.3f} {row['tensor'] / 2**20:10.2f} {row['tensor'] / base['tensor']:6.3f}")
+        for regime in REGIMES:
+            wall[regime].append(wall_time(regime, data, args.steps, device))
+        print(f"repeat {repeat}: " + "  ".join(f"{r} {wall[r][-1]:.2f}s" for r in REGIMES), flush=True)
+    peak: dict[str, float] = {}
+    for regime in REGIMES:
+        command = [sys.executable, __file__, "--memory-worker", regime, "--memory-steps", str(args.memory_steps),
+                   "--device", str(device)] + (["--data-dir", str(args.data_dir)] if args.data_dir else [])
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"memory worker for {regime} failed:\n{done.stderr}")
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        peak[regime], kind = row["peak_bytes"], row["kind"]
+
+    best = {regime: min(times) for regime, times in wall.items()}
+    print(f"\n{args.steps} steps on {data.source}, {device_name(device)} (--device {args.device or 'auto'}); "
+          f"time: best of {args.repeats} interleaved repeats; memory ({kind}): {args.memory_steps} training "
+          "steps, one fresh process per regime")
+    print(f"{'regime':9s} {'wall s':>7s} {'x vanilla':>9s} {'peak MiB':>9s} {'x vanilla':>9s}")
+    for regime in REGIMES:
+        print(f"{regime:9s} {best[regime]:7.2f} {best[regime] / best['vanilla']:9.3f} "
+              f"{peak[regime] / MiB:9.3f} {peak[regime] / peak['vanilla']:9.3f}")
+    loss, swap, params = cost_matrix_bytes("bimt")
+    print(f"\nbimt - vanilla peak: {(peak['bimt'] - peak['vanilla']) / MiB:+.3f} MiB. BIMT holds per-wire cost "
+          f"matrices (numel x 4 bytes, from model.wiring()): loss costs {loss / MiB:.3f} MiB (weights + biases) "
+          f"+ swap slot costs {swap / MiB:.3f} MiB = {(loss + swap) / MiB:.3f} MiB; the rest is transient "
+          f"(penalty-gradient and swap scratch). For scale: parameters {params / MiB:.3f} MiB, and parameters + "
+          f"gradients + two AdamW moments {4 * params / MiB:.3f} MiB.")
 
 
 if __name__ == "__main__":

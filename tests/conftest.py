@@ -35,6 +35,18 @@ def tiny_model(dtype: torch.dtype = torch.float32, seed: int = 0, cfg: MLPConfig
     return HookedMLP(cfg).to(dtype)
 
 
+def loop_patched(model, site, clean: torch.Tensor, corrupted_input: torch.Tensor, p: int, c: int) -> torch.Tensor:
+    """Reference for batched patching: one forward of pair p's corrupted input with candidate c of ``site``
+    (a neuron, a channel, a head; at every position) set to its clean activation ``clean[p]``."""
+
+    def patch(activation: torch.Tensor, hook: object = None) -> torch.Tensor:
+        activation = activation.clone()
+        activation.select(site.axis, c).copy_(clean[p : p + 1].select(site.axis, c))
+        return activation
+
+    return model.run_with_hooks(corrupted_input[p : p + 1], fwd_hooks=[(site.name, patch)])[0]
+
+
 def tiny_data(n_train: int = 64, n_test: int = 32, d: int = 16, classes: int = 4, seed: int = 0) -> TaskData:
     """Linearly separable toy data: the label is the argmax of a fixed projection."""
     generator = torch.Generator().manual_seed(seed)

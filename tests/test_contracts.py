@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import TOY_TASKS
+from conftest import TOY_TASKS, loop_patched
 
 from modbench.discovery.base import CandidateScores
 from modbench.discovery.catalog import TopKConfig
@@ -21,7 +21,7 @@ CPU = torch.device("cpu")
 
 
 def loop_patching(model, task, pairs: ContrastivePairs) -> dict[str, torch.Tensor]:
-    """Reference: one forward per pair and candidate, the candidate set to its clean value at every position."""
+    """Reference: one forward per pair and candidate (``conftest.loop_patched``), then the logit difference."""
     scores = {}
     reference = task.readout(model(pairs.clean))
     for site in model.sites():
@@ -29,14 +29,8 @@ def loop_patching(model, task, pairs: ContrastivePairs) -> dict[str, torch.Tenso
         table = torch.empty(len(pairs), site.size, dtype=torch.float64)
         for p in range(len(pairs)):
             for c in range(site.size):
-                def patch(activation, hook, p=p, c=c, site=site):
-                    index = [slice(None)] * activation.dim()
-                    index[site.axis] = c
-                    activation[tuple(index)] = clean[site.name][p : p + 1][tuple(index)]
-                    return activation
-
-                out = model.run_with_hooks(pairs.corrupted[p : p + 1], fwd_hooks=[(site.name, patch)])
-                table[p, c] = (task.readout(out)[0] - reference[p]).norm()
+                out = loop_patched(model, site, clean[site.name], pairs.corrupted, p, c)
+                table[p, c] = (task.readout(out[None])[0] - reference[p]).norm()
         scores[site.name] = table
     return scores
 

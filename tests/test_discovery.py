@@ -8,11 +8,12 @@ from conftest import tiny_model
 
 from modbench.discovery.activation_patching import ActivationPatching
 from modbench.discovery.base import Circuits, keep_or_replace
-from modbench.discovery.catalog import ActivationPatchingConfig, NoConfig, TopFractionConfig, TopKConfig
+from modbench.discovery.catalog import (ActivationPatchingConfig, NoConfig, ThresholdConfig, TopFractionConfig,
+                                        TopKConfig)
 from modbench.discovery.evaluate import evaluate_circuits, run_circuits
 from modbench.discovery.interventions import MeanAblation, ResampleAblation, ZeroAblation
 from modbench.discovery.metric_fns import logit_difference
-from modbench.discovery.selection import TopFraction, TopK
+from modbench.discovery.selection import Threshold, TopFraction, TopK
 from modbench.discovery.sparsity import edge_sparsity
 from modbench.errors import UserError
 from modbench.experiment import DiscoveryConfig
@@ -72,6 +73,8 @@ def test_top_k_picks_the_lowest_scores_per_site_and_refuses_a_k_larger_than_a_si
         TopK(TopKConfig(5)).select(scores, lower_is_better=True)
     with pytest.raises(UserError, match="larger than"):
         TopK(TopKConfig(10)).check(tiny_model().sites())
+    passing = Threshold(ThresholdConfig(0.2)).select(scores, lower_is_better=True)
+    assert passing.keep["a"].tolist() == [[False, True, True, False]] and passing.keep["b"].sum() == 2
     across = TopFraction(TopFractionConfig(0.25)).select(scores, lower_is_better=True)
     assert across.keep["a"].sum() + across.keep["b"].sum() == 2 and bool(across.keep["b"][0, 1])
 

@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import loop_patched
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
@@ -123,14 +124,8 @@ def test_patch_each_matches_loop(cfg: TransformerConfig) -> None:
         assert got.shape == (3, site.size, cfg.n_ctx, cfg.d_vocab_out)
         for p in range(3):
             for c in range(site.size):
-
-                def patch(act: Tensor, hook: object = None, p: int = p, c: int = c) -> Tensor:
-                    act = act.clone()  # candidate c (a head's z, a neuron's post) at every position
-                    act.select(site.axis, c).copy_(clean[site.name][p : p + 1].select(site.axis, c))
-                    return act
-
-                want = model.run_with_hooks(corrupt_x[p : p + 1], fwd_hooks=[(site.name, patch)])
-                torch.testing.assert_close(got[p, c], want[0], rtol=0, atol=1e-12)
+                want = loop_patched(model, site, clean[site.name], corrupt_x, p, c)
+                torch.testing.assert_close(got[p, c], want, rtol=0, atol=1e-12)
 
 
 @CONFIGS

@@ -43,6 +43,15 @@ class TopFractionConfig:
 
 
 @dataclass(frozen=True)
+class ThresholdConfig:
+    value: float = 0.1  # keep candidates scoring at or beyond it (below it when lower is better)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, int | float) or self.value != self.value:
+            raise ValueError(f"value must be a number, got {self.value!r}")
+
+
+@dataclass(frozen=True)
 class NoConfig:
     """A plugin without settings."""
 
@@ -55,6 +64,8 @@ register_selection("top_k", TopKConfig(), "the K best-scoring candidates of ever
                    factory="modbench.discovery.selection:TopK")
 register_selection("top_fraction", TopFractionConfig(), "the best-scoring share of all candidates, across sites",
                    factory="modbench.discovery.selection:TopFraction")
+register_selection("threshold", ThresholdConfig(), "every candidate whose score passes a fixed threshold",
+                   factory="modbench.discovery.selection:Threshold")
 register_intervention("mean", NoConfig(), "replace by the mean activation over the task's clean and corrupted "
                       "inputs", factory="modbench.discovery.interventions:MeanAblation")
 register_intervention("zero", NoConfig(), "replace by zero", factory="modbench.discovery.interventions:ZeroAblation")

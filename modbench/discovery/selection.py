@@ -7,14 +7,21 @@ from jaxtyping import Float
 from torch import Tensor
 
 from modbench.discovery.base import Circuits
-from modbench.discovery.catalog import TopFractionConfig, TopKConfig
+from modbench.discovery.catalog import ThresholdConfig, TopFractionConfig, TopKConfig
 from modbench.errors import UserError
 from modbench.models.base import Site
 
 
-class TopK:
-    def __init__(self, config: TopKConfig) -> None:
+class SelectionBase:
+    def __init__(self, config: object) -> None:
         self.config = config
+
+    def check(self, sites: tuple[Site, ...]) -> None:
+        """Raise ``UserError`` when the selection cannot apply to these sites (called before training)."""
+
+
+class TopK(SelectionBase):
+    config: TopKConfig
 
     def check(self, sites: tuple[Site, ...]) -> None:
         """Before any training: K must fit every site (never clipped silently)."""
@@ -32,13 +39,8 @@ class TopK:
         return Circuits(keep)
 
 
-class TopFraction:
-    def __init__(self, config: TopFractionConfig) -> None:
-        self.config = config
-
-    def check(self, sites: tuple[Site, ...]) -> None:
-        return None
-
+class TopFraction(SelectionBase):
+    config: TopFractionConfig
     def select(self, scores: dict[str, Float[Tensor, "circuits n"]], lower_is_better: bool) -> Circuits:
         sites = list(scores)
         joined = torch.cat([scores[s] for s in sites], dim=-1)
@@ -46,3 +48,10 @@ class TopFraction:
         chosen = joined.topk(count, dim=-1, largest=not lower_is_better).indices
         mask = torch.zeros_like(joined, dtype=torch.bool).scatter_(-1, chosen, True)
         return Circuits(dict(zip(sites, mask.split([scores[s].shape[-1] for s in sites], -1), strict=True)))
+
+
+class Threshold(SelectionBase):
+    config: ThresholdConfig
+    def select(self, scores: dict[str, Float[Tensor, "circuits n"]], lower_is_better: bool) -> Circuits:
+        value = self.config.value
+        return Circuits({site: s <= value if lower_is_better else s >= value for site, s in scores.items()})

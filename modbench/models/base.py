@@ -138,6 +138,13 @@ class Wiring:
         return ([w for w in self.wires if w.writes == group], [w for w in self.wires if w.reads == group])
 
 
+def class_order(output_order: Tensor) -> Tensor:
+    """Index that puts output slots back in class order (``output_order[s]`` is the class in slot s)."""
+    inverse = torch.empty_like(output_order)
+    inverse[output_order] = torch.arange(len(inverse), device=inverse.device)
+    return inverse
+
+
 def permute_group(group: NeuronGroup, perm: Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
     """Apply ``perm`` (new slot s holds old neuron perm[s]) to every site of ``group``; with ``optimizer``,
     Adam-style moment buffers of the permuted parameters move too."""

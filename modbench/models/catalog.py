@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from modbench.registries import register_model
 
 ACTIVATIONS = ("silu", "relu", "gelu", "tanh")
+
+
+def check_sizes(*sizes: object) -> None:
+    if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in sizes):
+        raise ValueError(f"sizes must be positive integers, got {sizes}")
 TRANSFORMER_ACTIVATIONS = ("relu", "gelu", "silu")  # what TransformerLens offers
 
 
@@ -19,8 +24,7 @@ class MLPConfig:
     def __post_init__(self) -> None:
         if len(self.widths) < 3:
             raise ValueError("an MLP needs an input, at least one hidden layer and an output")
-        if any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in self.widths):
-            raise ValueError(f"widths must be positive integers, got {self.widths}")
+        check_sizes(*self.widths)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
 
@@ -43,9 +47,7 @@ class CNNConfig:
     bias: bool = False
 
     def __post_init__(self) -> None:
-        sizes = (self.in_channels, self.image_size, self.channels, self.kernel, self.n_classes, *self.hidden)
-        if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in sizes):
-            raise ValueError("sizes must be positive integers")
+        check_sizes(self.in_channels, self.image_size, self.channels, self.kernel, self.n_classes, *self.hidden)
         if self.kernel % 2 == 0 or self.image_size % 2:
             raise ValueError("kernel must be odd (same padding) and image_size even (2x2 pooling)")
         if not self.hidden:
@@ -74,11 +76,8 @@ class TransformerConfig:
     normalization_type: str | None = None
 
     def __post_init__(self) -> None:
-        sizes = (self.n_layers, self.d_model, self.n_heads, self.d_head, self.d_mlp, self.d_vocab, self.n_ctx)
-        if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in sizes):
-            raise ValueError("sizes must be positive integers")
-        if self.d_vocab_out < 1:
-            raise ValueError("d_vocab_out must be >= 1")
+        check_sizes(self.n_layers, self.d_model, self.n_heads, self.d_head, self.d_mlp, self.d_vocab, self.n_ctx,
+                    self.d_vocab_out)
         if self.act_fn not in TRANSFORMER_ACTIVATIONS:
             raise ValueError(f"act_fn must be one of {TRANSFORMER_ACTIVATIONS}, got {self.act_fn!r}")
         if self.normalization_type not in (None, "LN", "LNPre"):

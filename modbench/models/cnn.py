@@ -11,7 +11,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
-from modbench.models.base import ModelAdapter, NeuronGroup, PermSite, Site, Wire, Wiring
+from modbench.models.base import class_order, ModelAdapter, NeuronGroup, PermSite, Site, Wire, Wiring
 from modbench.models.catalog import CNNConfig
 from modbench.models.geometry import layer_coords
 from modbench.models.mlp import ACTIVATIONS, Block, MLPLayer
@@ -76,11 +76,6 @@ class HookedCNN(ModelAdapter):
         images = x.reshape(x.shape[0], self.cfg.in_channels, size, size)
         return self.run_from("blocks.0.conv.hook_pre", self.blocks[0].conv.conv2d(images))
 
-    def _class_order(self) -> Tensor:
-        inverse = torch.empty_like(self.output_order)
-        inverse[self.output_order] = torch.arange(len(inverse), device=inverse.device)
-        return inverse
-
     def run_from(self, hook: str, value: Tensor) -> Tensor:
         """Continue from ``blocks.0.conv.hook_pre`` or ``blocks.{i}.mlp.hook_pre``."""
         start = self._block_of(hook, "hook_pre")
@@ -91,7 +86,7 @@ class HookedCNN(ModelAdapter):
         for index in range(max(start, 1), len(self.blocks)):
             mlp = self.blocks[index].mlp
             h = mlp.hook_post(mlp.act(mlp.hook_pre(h if index == start else mlp.linear(h))))
-        return self.hook_logits(self.unembed(h)[:, self._class_order()])
+        return self.hook_logits(self.unembed(h)[:, class_order(self.output_order)])
 
     def _block_of(self, hook: str, kind: str) -> int:
         parts = hook.split(".")

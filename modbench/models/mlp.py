@@ -9,7 +9,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
-from modbench.models.base import ModelAdapter, NeuronGroup, PermSite, Site, Wire, Wiring
+from modbench.models.base import class_order, ModelAdapter, NeuronGroup, PermSite, Site, Wire, Wiring
 from modbench.models.catalog import MLPConfig
 from modbench.models.geometry import layer_coords
 
@@ -65,11 +65,6 @@ class HookedMLP(ModelAdapter):
     def forward(self, x: Float[Tensor, "batch *d_in"]) -> Float[Tensor, "batch n_classes"]:
         return self.run_from("blocks.0.mlp.hook_pre", self.blocks[0].mlp.linear(x.flatten(1)))
 
-    def _class_order(self) -> Tensor:
-        inverse = torch.empty_like(self.output_order)
-        inverse[self.output_order] = torch.arange(len(inverse), device=inverse.device)
-        return inverse
-
     def run_from(self, hook: str, value: Tensor) -> Tensor:
         """Continue from hidden layer l's pre-activation (``hook`` = ``blocks.{l}.mlp.hook_pre``)."""
         start = self._layer_of(hook, "hook_pre")
@@ -77,7 +72,7 @@ class HookedMLP(ModelAdapter):
         for index in range(start, len(self.blocks)):
             mlp = self.blocks[index].mlp
             h = mlp.hook_post(mlp.act(mlp.hook_pre(h if index == start else mlp.linear(h))))
-        return self.hook_logits(self.unembed(h)[:, self._class_order()])
+        return self.hook_logits(self.unembed(h)[:, class_order(self.output_order)])
 
     def _layer_of(self, hook: str, kind: str) -> int:
         parts = hook.split(".")
@@ -111,7 +106,7 @@ class HookedMLP(ModelAdapter):
             weight = self.blocks[layer + 1].mlp.linear.weight  # (n_next, n)
             rows = torch.addcmul(corrupted[after][:, None, :], delta[:, :, None], weight.T[None])
             return self.run_from(after, rows.reshape(pairs * n, -1)).view(pairs, n, -1)
-        weight = self.unembed.weight[self._class_order()]  # rows in class order
+        weight = self.unembed.weight[class_order(self.output_order)]  # rows in class order
         logits = torch.addcmul(corrupted["hook_logits"][:, None, :], delta[:, :, None], weight.T[None])
         return self.hook_logits(logits.reshape(pairs * n, -1)).view(pairs, n, -1)
 
