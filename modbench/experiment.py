@@ -112,32 +112,42 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
                    show_progress: bool = True, data: Any = None) -> tuple[ResultRecord, Any]:
     """Run one experiment; returns the record and the outcome (model, circuit, scores) for figures.
     ``data`` injects a task's data (tests, notebooks) instead of loading it."""
-    from modbench.pipeline import TrainingSpec, trained_model
-    from modbench.scoring import discover_and_score
+    from modbench.discovery.modularity import bsgc_clusterability
+    from modbench.pipeline import TrainingSpec, task_train_config, trained_model
+    from modbench.scoring import analyse_classes, discover_and_score
+    from modbench.stats import summarize
 
     spec = spec.resolved()
     task = TASKS.get(spec.task).build()
+    discoverer = DISCOVERERS.get(spec.discoverer)
+    reads_classes = discoverer.traits.get("reads") == "classes"
     selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
-    selection.check(MODELS.get(spec.model).build(spec.model_config).sites())
+    if not reads_classes:  # before any training: K must fit every site
+        selection.check(MODELS.get(spec.model).build(spec.model_config).sites())
     data = task.load(data_dir) if data is None else data
     default_steps = task.config.steps_for(data.source)
-    steps = spec.steps or default_steps
-    train_cfg = dataclasses.replace(task.config.train, steps=steps, seed=spec.train_seed,
-                                    eval_every=min(task.config.train.eval_every, steps))
+    train_cfg = task_train_config(task.config, data.source, spec.steps, spec.train_seed)
+    steps = train_cfg.steps
     training_spec = TrainingSpec(spec.method, spec.method_config, spec.model, spec.model_config, train_cfg,
                                  task.config.dataset, data.source)
     try:
         model, training = trained_model(training_spec, task, data, device, show_progress=show_progress)
     except TrainingFailed as error:
         raise TrainingFailed(f"{spec.method} on {spec.task}: {error}") from None
-    pairs = task.contrast(data, spec.discovery.pair_seed)
-    if len(pairs) < 4:
-        raise UserError(f"task {spec.task!r} found only {len(pairs)} pairs in the {data.source} test split")
-    discoverer = DISCOVERERS.get(spec.discoverer)
-    outcome = discover_and_score(model, task, pairs, discoverer.build(spec.discoverer_config),
-                                 selection,
-                                 INTERVENTIONS.get(spec.discovery.intervention).build(spec.intervention_config),
-                                 spec.discovery, device)
+    found = discoverer.build(spec.discoverer_config)
+    if reads_classes:
+        outcome = analyse_classes(model, task, data, found)
+        n_pairs = 0
+    else:
+        pairs = task.contrast(data, spec.discovery.pair_seed)
+        if len(pairs) < 4:
+            raise UserError(f"task {spec.task!r} found only {len(pairs)} pairs in the {data.source} test split")
+        intervention = INTERVENTIONS.get(spec.discovery.intervention).build(spec.intervention_config)
+        outcome = discover_and_score(model, task, pairs, found, selection, intervention, spec.discovery, device)
+        n_pairs = len(pairs)
+    modularity = bsgc_clusterability(model) if _has_hidden_wires(model) else {}
+    if modularity:
+        outcome.metrics["clusterability"] = summarize(torch.tensor(list(modularity.values())))
     info = training["training"]
     floor = task.config.quality_floor
     failed = info["test_accuracy"] < floor
@@ -154,12 +164,13 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
         failure=f"test accuracy {info['test_accuracy']:.4f} below the task's quality floor {floor}" if failed else "",
         faithfulness_metric=task.config.metric, metrics=outcome.metrics,
         sparsity_per_wire=outcome.sparsity_per_wire, circuit_size=outcome.circuit_size,
+        details=outcome.details | {"bsgc_clusterability_k4": modularity},
         test_accuracy=info["test_accuracy"], best_test_accuracy=info["best_test_accuracy"],
         best_step=info["best_step"],
         costs={"train_steps": steps, "train_time_s": info["train_time_s"],
                "peak_train_memory_mb": peak / 2**20, "peak_train_memory_kind": info["peak_memory_kind"],
                "inference_us_per_sample": inference_us_per_sample(model, x_test),
-               "checkpoint_kb": training["checkpoint_bytes"] / 1024, "n_pairs": len(pairs),
+               "checkpoint_kb": training["checkpoint_bytes"] / 1024, "n_pairs": n_pairs,
                "train_cached": training["cached"]},
         discovery_cost_depends_on_weights=bool(discoverer.traits.get("cost_depends_on_weights", True)),
         config=plain,
@@ -173,6 +184,12 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
                     "checkpoint": training["checkpoint_path"]},
     )
     return record, outcome
+
+
+def _has_hidden_wires(model: Any) -> bool:
+    from modbench.methods.cluster import clustered_wires
+
+    return bool(clustered_wires(model.wiring(), ()))
 
 
 @torch.no_grad()

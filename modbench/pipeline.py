@@ -92,6 +92,13 @@ class TrainingSpec:
         return f"{self.method}-{self.model}-{self.data_source}-{self.hash}"
 
 
+def task_train_config(task_config: Any, source: str, steps: int | None, seed: int) -> TrainConfig:
+    """The task's training config for a data source, with the run's step budget (None: the task's) and seed."""
+    steps = steps or task_config.steps_for(source)
+    return dataclasses.replace(task_config.train, steps=steps, seed=seed,
+                               eval_every=min(task_config.train.eval_every, steps))
+
+
 def build_model(spec: TrainingSpec) -> nn.Module:
     torch.manual_seed(spec.train.seed)
     return MODELS.get(spec.model).build(spec.model_config)

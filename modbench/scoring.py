@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Int
@@ -26,6 +26,7 @@ class Outcome:
     circuit: Circuits  # chosen from the mean scores over all resamples (for figures)
     mean_scores: dict[str, Tensor]
     model: ModelAdapter | None = None
+    details: dict = field(default_factory=dict)
 
 
 def split_pairs(n: int, holdout: float, seed: int) -> tuple[Int[Tensor, " d"], Int[Tensor, " h"]]:
@@ -81,3 +82,19 @@ def discover_and_score(model: ModelAdapter, task: Task, pairs: ContrastivePairs,
         circuit_size={k: float(v.float().mean()) for k, v in circuits.sizes().items()},
         circuit=consensus, mean_scores=mean_scores, model=model,
     )
+
+
+def analyse_classes(model: ModelAdapter, task: Task, data, discoverer) -> Outcome:  # noqa: ANN001
+    """Per-class discoverers (ECS, ON/OFF): their summary numbers become metrics (a per-class list is
+    summarised over classes: mean and 2.5-97.5 % range), their tables the record's details."""
+    model.eval()
+    start = time.perf_counter()
+    analysis = discoverer.analyse(model, task, data)
+    elapsed = time.perf_counter() - start
+    metrics = {}
+    for key, value in analysis["summary"].items():
+        values = torch.tensor(value if isinstance(value, list) else [value], dtype=torch.float64)
+        metrics[key] = summarize(values)
+    metrics["discovery_time_s"] = summarize(torch.tensor([elapsed, elapsed]))
+    return Outcome(metrics=metrics, sparsity_per_wire={}, circuit_size={}, circuit=Circuits({}), mean_scores={},
+                   model=model, details={k: v for k, v in analysis.items() if k != "summary"})

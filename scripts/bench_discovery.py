@@ -11,7 +11,7 @@ all under torch.no_grad; weights are the untrained init: timing does not depend 
       and extrapolated to --pairs.
 Targets: (a)/(b) <= 1 and (c)/(a) >= 5.
 
-    python scripts/bench_discovery.py [--pairs 500] [--repeats 7] [--loop-pairs 2] [--device cpu]
+    python scripts/bench_discovery.py [--pairs 500] [--repeats 7] [--loop-pairs 2] [--device cpu] [--threads 1]
 """
 
 from __future__ import annotations
@@ -87,8 +87,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--loop-pairs", type=int, default=2)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = MODELS.get("mnist_mlp").build().to(device).eval()
     task = TASKS.get("circle_detection").build()

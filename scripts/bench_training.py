@@ -9,7 +9,7 @@ allocator's peak; CPU: the peak of live tensor bytes from the profiler) around b
 included); each regime in a fresh subprocess so allocator state does not leak between regimes.
 
     python scripts/bench_training.py [--steps 2000] [--repeats 5] [--memory-steps 501] [--device cpu]
-                                     [--data-dir ../shared/data]
+                                     [--data-dir ../shared/data] [--threads 1]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def cost_matrix_bytes(regime: str) -> tuple[int, int, int]:
                          c.layer_separation)
     swap = slot_costs(wiring, c.swap_weight_factor, c.layer_separation, True)
     size = lambda tensors: sum(t.numel() * t.element_size() for t in tensors)  # noqa: E731
-    return size(loss) if c.lam else 0, size(swap) if c.swap_every else 0, size(model.parameters())
+    return size(loss), size(swap), size(model.parameters())
 
 
 def main() -> None:
@@ -82,9 +82,13 @@ def main() -> None:
     parser.add_argument("--memory-steps", type=int, default=501)
     parser.add_argument("--device", default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice; "
+                        "1 avoids OpenMP oversubscription on a loaded machine)")
     parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = TASKS.get(TASK).build().load(args.data_dir)
     if args.memory_worker:
         print(json.dumps(memory_worker(args.memory_worker, data, args.memory_steps, device)))
@@ -100,7 +104,8 @@ def main() -> None:
     peak: dict[str, float] = {}
     for regime in REGIMES:
         command = [sys.executable, __file__, "--memory-worker", regime, "--memory-steps", str(args.memory_steps),
-                   "--device", str(device)] + (["--data-dir", str(args.data_dir)] if args.data_dir else [])
+                   "--device", str(device), "--threads", str(args.threads)]
+        command += ["--data-dir", str(args.data_dir)] if args.data_dir else []
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:
             raise SystemExit(f"memory worker for {regime} failed:\n{done.stderr}")
@@ -116,12 +121,12 @@ def main() -> None:
         print(f"{regime:9s} {best[regime]:7.2f} {best[regime] / best['vanilla']:9.3f} "
               f"{peak[regime] / MiB:9.3f} {peak[regime] / peak['vanilla']:9.3f}")
     loss, swap, params = cost_matrix_bytes("bimt")
-    print(f"\nbimt - vanilla peak: {(peak['bimt'] - peak['vanilla']) / MiB:+.3f} MiB. BIMT holds per-wire cost "
-          f"matrices (numel x 4 bytes, from model.wiring()): loss costs {loss / MiB:.3f} MiB (weights + biases) "
-          f"+ swap slot costs {swap / MiB:.3f} MiB = {(loss + swap) / MiB:.3f} MiB; the rest is transient "
-          f"(penalty-gradient and swap scratch). For scale: parameters {params / MiB:.3f} MiB, and parameters + "
-          f"gradients + two AdamW moments {4 * params / MiB:.3f} MiB.")
-
+    print(f"\nbimt - vanilla peak: {(peak['bimt'] - peak['vanilla']) / MiB:+.3f} MiB, of which BIMT's per-wire cost "
+          "matrices (numel x 4 bytes, from model.wiring()):")
+    print(f"  loss costs {loss / MiB:.3f} MiB (weights + biases) + swap slot costs {swap / MiB:.3f} MiB = "
+          f"{(loss + swap) / MiB:.3f} MiB; the rest is transient (penalty-gradient and swap scratch).")
+    print(f"  For scale: parameters {params / MiB:.3f} MiB; parameters + gradients + two AdamW moments "
+          f"{4 * params / MiB:.3f} MiB.")
 
 if __name__ == "__main__":
     main()

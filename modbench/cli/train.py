@@ -12,6 +12,34 @@ from modbench.cli.options import check_data_dir, check_seed
 from modbench.errors import UserError
 
 
+def load_or_train(method: str, task: str, model: str | None, steps: int | None, seed: int, device: str | None,
+                  data_dir: Path | None, overrides: list[str], quiet: bool):  # noqa: ANN201
+    """Validate everything cheap, then train (or load from the cache) one model; shared by the commands."""
+    from modbench.pipeline import override
+    from modbench.registries import METHODS, MODELS, TASKS
+
+    check_seed("seed", seed)
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps must be >= 1, got {steps}")
+    method_config = override(METHODS.get(method).config, overrides)
+    task_spec = TASKS.get(task)
+    model_key = model or task_spec.config.model
+    model_config = MODELS.get(model_key).config
+    check_data_dir(data_dir)
+
+    from modbench.pipeline import TrainingSpec, task_train_config, trained_model
+    from modbench.provenance import resolve_device
+
+    torch_device = resolve_device(device)
+    task_impl = task_spec.build()
+    data = task_impl.load(data_dir)
+    train_cfg = task_train_config(task_spec.config, data.source, steps, seed)
+    spec = TrainingSpec(method, method_config, model_key, model_config, train_cfg, task_spec.config.dataset,
+                        data.source)
+    trained, record = trained_model(spec, task_impl, data, torch_device, show_progress=not quiet)
+    return trained, record, spec, task_impl, data
+
+
 @app.command()
 def train(
     method: str = typer.Option(..., help="training method (see `modbench list methods`)"),
@@ -25,35 +53,10 @@ def train(
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train a model under a modularity regime; the same config is loaded from cache, never retrained."""
-    from modbench.pipeline import override
-    from modbench.registries import METHODS, MODELS, TASKS
-
-    check_seed("seed", seed)
-    if steps is not None and steps < 1:
-        raise UserError(f"--steps must be >= 1, got {steps}")
-    method_config = override(METHODS.get(method).config, set_)
-    task_spec = TASKS.get(task)
-    model_key = model or task_spec.config.model
-    model_config = MODELS.get(model_key).config
-    check_data_dir(data_dir)
-
-    import dataclasses
-
-    from modbench.pipeline import TrainingSpec, trained_model
-    from modbench.provenance import resolve_device
-
-    torch_device = resolve_device(device)
-    task_impl = task_spec.build()
-    data = task_impl.load(data_dir)
-    n_steps = steps or task_spec.config.steps_for(data.source)
-    train_cfg = dataclasses.replace(task_spec.config.train, steps=n_steps, seed=seed,
-                                    eval_every=min(task_spec.config.train.eval_every, n_steps))
-    spec = TrainingSpec(method, method_config, model_key, model_config, train_cfg, task_spec.config.dataset,
-                        data.source)
-    _, record = trained_model(spec, task_impl, data, torch_device, show_progress=not quiet)
+    _, record, spec, _, data = load_or_train(method, task, model, steps, seed, device, data_dir, set_, quiet)
     training = record["training"]
     summary = {
-        "method": method, "model": model_key, "data_source": data.source, "steps": n_steps, "seed": seed,
+        "method": method, "model": spec.model, "data_source": data.source, "steps": spec.train.steps, "seed": seed,
         "test_accuracy": training["test_accuracy"], "best_test_accuracy": training["best_test_accuracy"],
         "best_step": training["best_step"], "train_time_s": round(training["train_time_s"], 2),
         "peak_train_memory_mb": round(training["peak_memory_bytes"] / 2**20, 3),

@@ -71,3 +71,28 @@ register_intervention("mean", NoConfig(), "replace by the mean activation over t
 register_intervention("zero", NoConfig(), "replace by zero", factory="modbench.discovery.interventions:ZeroAblation")
 register_intervention("resample", NoConfig(), "replace by the activation on the pair's corrupted input",
                       factory="modbench.discovery.interventions:ResampleAblation")
+
+
+@dataclass(frozen=True)
+class OnOffConfig:
+    """Golechha et al.'s cluster interventions: ``k`` clusters of ``wire`` (empty: the last wire between two
+    hidden groups; the authors use fc2), found by BSGC on |W| (``clusters="bsgc"``, rows and columns matched)
+    or taken as the contiguous blocks the ``cluster`` regime trains (``"contiguous"``)."""
+
+    k: int = 4
+    wire: str = ""
+    clusters: str = "bsgc"
+    max_images: int = 10_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.k, int) or not 2 <= self.k <= 8:
+            raise ValueError(f"k must be an integer in 2..8 (all 2^k - 1 cluster subsets are run), got {self.k!r}")
+        if self.clusters not in ("bsgc", "contiguous"):
+            raise ValueError(f"clusters must be 'bsgc' or 'contiguous', got {self.clusters!r}")
+        _positive_int(self, "max_images")
+
+
+register_discoverer("on_off", OnOffConfig(), "ON/OFF cluster interventions (Golechha 2025): class-wise accuracy "
+                    "with one cluster kept or removed, clusters each sample needs",
+                    factory="modbench.discovery.on_off:OnOff", reads="classes", cost_depends_on_weights=False)

@@ -75,3 +75,29 @@ PRESETS = {
 }
 for _key, (_config, _summary) in PRESETS.items():
     register_method(_key, _config, _summary, factory=LOCAL_COST)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Golechha et al.'s clusterability loss: task loss - lam * mean over the chosen wires of C(W), with k
+    contiguous clusters per neuron group (shared by every wire touching the group, so clusters align across
+    matrices), after ``warmup_steps`` plain steps. ``wires`` names the clustered weights (see
+    ``model.wiring()``); empty = every hidden wire (between two permutable groups, not the read-out)."""
+
+    lam: float = 20.0
+    k: int = 4
+    warmup_steps: int = 0
+    wires: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_finite_nonnegative(self, "lam")
+        for name in ("k", "warmup_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (2 if name == "k" else 0):
+                raise ValueError(f"{name} must be an integer >= {2 if name == 'k' else 0}, got {value!r}")
+        if not all(isinstance(w, str) for w in self.wires):
+            raise ValueError(f"wires must be wire names, got {self.wires!r}")
+
+
+register_method("cluster", ClusterConfig(), "clusterability loss (Golechha et al. 2025): CE - 20 * mean C, k = 4",
+                factory="modbench.methods.cluster:ClusterMethod")

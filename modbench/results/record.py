@@ -42,6 +42,7 @@ class ResultRecord:
     config: dict[str, Any]
     definitions: dict[str, str]
     provenance: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)  # a discoverer's tables (e.g. per class)
     id: int | None = None
     created: str | None = field(default=None, compare=False)
 

@@ -35,3 +35,25 @@ class PairTaskConfig:
 
     def steps_for(self, source: str) -> int:
         return dict(self.steps_by_source).get(source, self.train.steps)
+
+
+@dataclass(frozen=True)
+class ClassTaskConfig:
+    """Plain classification read per class (Golechha et al.): discoverers analyse each class's test images
+    (effective circuit size, ON/OFF cluster interventions) rather than contrastive pairs."""
+
+    dataset: str = "mnist"
+    model: str = "mnist_mlp_relu"
+    metric: str = "logit_difference"
+    discoverer: str = "ecs"
+    quality_floor: float = 0.8
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=9_400, batch_size=64, loss="cross_entropy", eval_every=470))  # ~10 epochs of 60k images
+    steps_by_source: tuple[tuple[str, int], ...] = (("mnist-5k", 3_000),)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.quality_floor <= 1:
+            raise ValueError(f"quality_floor must be in [0, 1], got {self.quality_floor}")
+
+    def steps_for(self, source: str) -> int:
+        return dict(self.steps_by_source).get(source, self.train.steps)

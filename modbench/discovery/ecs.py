@@ -1,0 +1,508 @@
+"""Effective circuit size (ECS, Golechha et al.): the share of a network's Linear weights that one class needs.
+
+The authors' procedure (their ``pipeline.ipynb``; conv layers ignored), for the images ``x`` of one class::
+
+    base = CE(model(x), label)                        # mean cross-entropy, cached once
+    for each Linear weight matrix, last layer first:
+        for each weight, row-major:
+            w_old = w; w = 0
+            if CE(model(x), label) - base > threshold:  # always against the ORIGINAL loss
+                w = w_old                                # needed: keep it
+    ECS = kept weights / all weights of those layers
+
+:func:`ecs_reference` is that loop, literally (one full forward per weight). :func:`ecs_fast` returns the
+same masks, bit for bit, much faster:
+
+* **Layer caching.** While layer L is pruned, the layers below it are untouched, so L's input ``x_in`` is
+  computed once. Removing ``W[o, i]`` changes only output ``o``: its pre-activation moves by
+  ``-W[o, i] * x_in[:, i]``. For the read-out that is one logit column (no forward at all); for a hidden
+  layer the changed column is pushed through the next Linear as a rank-k update (k = rows in the block)
+  and the rest of the network runs from there (``run_from`` of the next block), so the layers below the
+  next one are never recomputed.
+* **Null weights.** A weight that is 0, or whose input column ``x_in[:, i]`` is 0 for every image (an
+  unused pixel, a dead ReLU), adds +-0 to every product: the reference's forward is bit-identical with or
+  without it, so its loss is exactly the current state's loss and it is decided without evaluation.
+* **Speculative blocks.** Decisions are sequential (each depends on all earlier ones), but only an
+  accepted removal changes the state. A block of candidates is evaluated in one batched pass, candidate j
+  with every earlier candidate of the block that is *predicted* to be pruned already removed (cumulative
+  sums of the column updates). The prediction simulates the decisions additively from each candidate's
+  last measured marginal effect (unknown: predicted kept). Every candidate up to and including the first
+  one whose evaluated decision differs from its prediction was evaluated on the exact sequential state,
+  so those decisions are exact and committed; the next block starts after it. With all-kept predictions
+  this is the "single removals" pass (all before the first acceptance are exact rejections); with
+  all-pruned predictions the "cumulative prefix" pass (all before the first rejection are exact
+  acceptances); learned predictions commit long mixed runs.
+* **Exact ties.** The batched arithmetic differs from the reference's full forward by rounding, so a
+  candidate whose estimated ``loss - base`` lies within ``tol`` of the threshold (``tol`` = a multiple of
+  the dtype's machine epsilon times the loss scale) is re-decided by the reference's own full forward on
+  the exact state; so is the state loss when null weights must be decided near the threshold. Hence the
+  masks equal the reference's, rounding included (tests: float64; the benchmark: float32).
+
+Both functions work on a deep copy: the model passed in is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from modbench.models.base import class_order
+
+TOL_ULPS = 64.0  # the undecidable band: TOL_ULPS * eps(dtype) * loss scale (see _tolerance)
+MAX_ROWS = 1 << 18  # batched rows (candidates x images) per pass; bounds memory
+MIN_BLOCK = 8
+
+
+@dataclass(frozen=True)
+class ECSConfig:
+    """``threshold``: a removal is undone when it raises the class's mean CE by more than this (the
+    authors: 0). ``block``: most candidates per batched pass. ``max_images``: at most this many test
+    images per class (the first ones; None: all)."""
+
+    threshold: float = 0.0
+    block: int = 256
+    max_images: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool) \
+                or not math.isfinite(self.threshold):
+            raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
+        for name in ("block", "max_images"):
+            value = getattr(self, name)
+            if value is None and name == "max_images":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# shared by the reference and the fast version: the same copy, inputs, loss and decision rule
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _working_copy(model: nn.Module) -> nn.Module:
+    work = copy.deepcopy(model)
+    work.eval()
+    for param in work.parameters():
+        param.requires_grad_(False)
+    return work
+
+
+def _param_names(model: nn.Module, layers: Sequence[Tensor]) -> list[str]:
+    by_id = {id(param): name for name, param in model.named_parameters()}
+    names = []
+    for layer in layers:
+        if id(layer) not in by_id:
+            raise ValueError("every entry of layers must be a parameter of the model")
+        if layer.dim() != 2:
+            raise ValueError(f"{by_id[id(layer)]} is not a 2-D (Linear) weight")
+        names.append(by_id[id(layer)])
+    if len(set(names)) != len(names):
+        raise ValueError("a parameter is listed twice in layers")
+    return names
+
+
+def _inputs(model: nn.Module, x: Tensor, label: int) -> tuple[Tensor, Tensor]:
+    param = next(model.parameters())
+    if len(x) == 0:
+        raise ValueError("ECS needs at least one image of the class")
+    x = x.to(device=param.device, dtype=param.dtype)
+    return x, torch.full((len(x),), int(label), dtype=torch.long, device=param.device)
+
+
+def _loss(model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
+    """The authors' loss: mean cross-entropy of a full forward pass."""
+    return F.cross_entropy(model(x), target)
+
+
+def _needed(loss: Tensor, base: Tensor, threshold: float) -> bool:
+    """The decision rule: the weight is kept when removing it raised the loss by more than ``threshold``."""
+    return float(loss - base) > threshold
+
+
+@torch.no_grad()
+def ecs_reference(
+    model: nn.Module, x: Tensor, label: int, layers: Sequence[Tensor], threshold: float = 0.0
+) -> dict[str, Tensor]:
+    """The authors' sequential procedure, literally: one full forward of ``x`` per weight.
+
+    ``layers``: Linear weight parameters of ``model`` in forward order; they are pruned last layer first,
+    each row-major. Returns a keep mask (True = needed) per parameter name, shaped like the parameter.
+    """
+    work = _working_copy(model)
+    names = _param_names(model, layers)
+    x, target = _inputs(work, x, label)
+    params = dict(work.named_parameters())
+    base = _loss(work, x, target)
+    masks = {}
+    for name in reversed(names):
+        flat = params[name].view(-1)
+        keep = torch.zeros(flat.numel(), dtype=torch.bool)
+        for k in range(flat.numel()):
+            old = flat[k].clone()
+            flat[k] = 0
+            if _needed(_loss(work, x, target), base, threshold):
+                flat[k] = old
+                keep[k] = True
+        masks[name] = keep.view(params[name].shape).to(params[name].device)
+    return {name: masks[name] for name in names}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the fast version
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _mean_ce(logits: Tensor, label_col: int) -> Tensor:
+    """(..., n, classes) -> (...,): mean over images of CE against one class column."""
+    return (torch.logsumexp(logits, -1) - logits[..., label_col]).mean(-1)
+
+
+class _Tail:
+    """How the loss follows from layer L's output (pre-activation, slots order) in the current state."""
+
+    def set_state(self, pre: Tensor) -> None:
+        raise NotImplementedError
+
+    def losses(self, cols: Tensor, values: Tensor) -> Tensor:
+        """Mean CE per candidate when columns ``cols`` of L's output take ``values`` (B, n, k)."""
+        raise NotImplementedError
+
+
+class _ReadoutTail(_Tail):
+    """L is the read-out: its output are the logits (in slot order); nothing runs after it."""
+
+    def __init__(self, label_slot: int) -> None:
+        self.label_slot = label_slot
+
+    def set_state(self, pre: Tensor) -> None:
+        self.logits = pre
+
+    def losses(self, cols: Tensor, values: Tensor) -> Tensor:
+        logits = self.logits.expand(values.shape[0], *self.logits.shape).clone()
+        logits[:, :, cols] = values
+        return _mean_ce(logits, self.label_slot)
+
+
+class _HiddenTail(_Tail):
+    """L is hidden: act -> next Linear (rank-k update of its cached output) -> ``resume`` -> class logits."""
+
+    def __init__(self, act: nn.Module, following: nn.Linear, resume: Callable[[Tensor], Tensor], label: int) -> None:
+        self.act, self.following, self.resume, self.label = act, following, resume, label
+
+    def set_state(self, pre: Tensor) -> None:
+        self.post = self.act(pre)
+        self.next_pre = self.following(self.post)
+
+    def losses(self, cols: Tensor, values: Tensor) -> Tensor:
+        batch, n = values.shape[:2]
+        change = self.act(values) - self.post[:, cols]  # (B, n, k)
+        next_pre = torch.baddbmm(self.next_pre.expand(batch, *self.next_pre.shape), change,
+                                 self.following.weight[:, cols].T.expand(batch, -1, -1))
+        logits = self.resume(next_pre.reshape(batch * n, -1))
+        return _mean_ce(logits.view(batch, n, -1), self.label)
+
+
+class _GenericTail(_Tail):
+    """Any Linear module applied once per forward: the full model runs on the images repeated per candidate
+    with the module's output replaced (slow but exact in meaning)."""
+
+    def __init__(self, model: nn.Module, module: nn.Linear, x: Tensor, label: int) -> None:
+        self.model, self.module, self.x, self.label = model, module, x, label
+
+    def set_state(self, pre: Tensor) -> None:
+        self.pre = pre
+
+    def losses(self, cols: Tensor, values: Tensor) -> Tensor:
+        batch, n = values.shape[:2]
+        rows = self.pre.expand(batch, *self.pre.shape).clone()
+        rows[:, :, cols] = values
+        handle = self.module.register_forward_hook(lambda module, args, output: rows.reshape(batch * n, -1))
+        try:
+            logits = self.model(self.x.repeat(batch, *([1] * (self.x.dim() - 1))))
+        finally:
+            handle.remove()
+        return _mean_ce(logits.view(batch, n, -1), self.label)
+
+
+def _owner(model: nn.Module, name: str) -> nn.Linear:
+    module = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+    if not isinstance(module, nn.Linear) or not name.endswith(".weight"):
+        raise ValueError(f"{name} is not the weight of an nn.Linear module")
+    return module
+
+
+def _tail(model: nn.Module, name: str, x: Tensor, label: int) -> _Tail:
+    """Shortcuts for the modbench MLP/CNN layout (``blocks.{l}.mlp.linear``, ``unembed``, ``output_order``
+    undone by the forward), else the generic hook-based tail."""
+    blocks = getattr(model, "blocks", None)
+    order = getattr(model, "output_order", None)
+    unembed = getattr(model, "unembed", None)
+    if isinstance(blocks, nn.ModuleList) and isinstance(unembed, nn.Linear) and isinstance(order, Tensor) \
+            and hasattr(model, "run_from"):
+        slots = class_order(order)  # logits in class order = slot logits[:, slots]
+        if name == "unembed.weight":
+            return _ReadoutTail(int(slots[label]))
+        match = re.fullmatch(r"blocks\.(\d+)\.mlp\.linear\.weight", name)
+        if match:
+            layer = int(match.group(1))
+            nxt = layer + 1
+            if nxt < len(blocks):
+                following = blocks[nxt].mlp.linear
+                hook = f"blocks.{nxt}.mlp.hook_pre"
+                return _HiddenTail(blocks[layer].mlp.act, following, lambda pre: model.run_from(hook, pre), label)
+            return _HiddenTail(blocks[layer].mlp.act, unembed, lambda pre: pre[:, slots], label)
+    return _GenericTail(model, _owner(model, name), x, label)
+
+
+def _layer_input(model: nn.Module, module: nn.Linear, x: Tensor) -> Tensor:
+    """The input of ``module`` in a forward of ``x`` (it must be (images, features))."""
+    seen: list[Tensor] = []
+    handle = module.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    if len(seen) != 1 or seen[0].dim() != 2 or seen[0].shape[0] != len(x):
+        raise ValueError("ECS needs each pruned Linear applied once per forward to an (images, features) input")
+    return seen[0]
+
+
+def _tolerance(logits: Tensor, base: Tensor, label: int) -> float:
+    """Bound on |batched estimate - reference loss|: the rounding of both is ~eps times the logits' pull
+    on the loss, sum_c |p_c - y_c| (1 + |logit_c|) averaged over images, plus the loss itself."""
+    probs = logits.softmax(-1)
+    probs[:, label] -= 1
+    scale = float((probs.abs() * (1 + logits.abs())).sum(-1).mean()) + abs(float(base))
+    return TOL_ULPS * torch.finfo(logits.dtype).eps * max(scale, 1.0)
+
+
+class _LayerPruner:
+    """Sequential pruning of one Linear weight (row-major), exactly as the reference decides it."""
+
+    def __init__(self, run: _FastRun, name: str) -> None:
+        self.run = run
+        self.param = run.params[name]
+        self.flat = self.param.view(-1)
+        self.module = _owner(run.work, name)
+        self.x_in = _layer_input(run.work, self.module, run.x)
+        self.tail = _tail(run.work, name, run.x, run.label)
+        self.pre = self.module(self.x_in)
+        self.tail.set_state(self.pre)
+        self.n_in = self.param.shape[1]
+        self.keep = torch.zeros(self.flat.numel(), dtype=torch.bool)
+
+    def refresh(self, rows: Tensor) -> None:
+        """Recompute the output columns of rows whose weights changed, and the tail's cached state."""
+        bias = self.module.bias[rows] if self.module.bias is not None else None
+        self.pre[:, rows] = F.linear(self.x_in, self.param[rows], bias)
+        self.tail.set_state(self.pre)
+
+    def decide_nulls(self, stop: int) -> None:
+        """Null weights before flat index ``stop``: their removal leaves the forward bit-identical, so the
+        reference's loss is the current state's loss."""
+        start = self.next_flat
+        if stop > start:
+            keep = self.run.state_needed()
+            self.keep[start:stop] = keep
+            if not keep:
+                self.flat[start:stop] = 0  # only null weights lie between two effective candidates
+        self.next_flat = max(stop, start)
+
+    def prune(self) -> Tensor:
+        run = self.run
+        cols_zero = (self.x_in == 0).all(0)
+        weights = self.flat.clone()
+        null = (weights == 0) | cols_zero.repeat(self.param.shape[0])
+        effective = torch.nonzero(~null).flatten()
+        run.stats["null"] += int(null.sum())
+        run.stats["effective"] += len(effective)
+        self.next_flat = 0
+        delta_est = torch.full((len(effective),), math.nan, dtype=torch.float64)
+        n = len(run.x)
+        limit = max(1, min(run.block, MAX_ROWS // n))
+        window = min(limit, MIN_BLOCK * 4)
+        p = 0
+        while p < len(effective):
+            size = min(window, len(effective) - p)
+            committed = self._pass(effective[p:p + size], weights, delta_est[p:p + size])
+            p += committed
+            window = min(limit, 2 * size) if committed == size else max(MIN_BLOCK, min(limit, 2 * committed + 4))
+        self.decide_nulls(self.flat.numel())
+        return self.keep.view(self.param.shape)
+
+    def _pass(self, index: Tensor, weights: Tensor, delta_est: Tensor) -> int:
+        """One batched pass over effective candidates ``index``; commits the exact prefix; returns its length."""
+        run = self.run
+        run.stats["passes"] += 1
+        run.stats["evaluations"] += len(index)
+        size = len(index)
+        # predicted decisions: additive simulation from the last measured marginal effects
+        predicted, level = [], run.state_loss
+        for delta in delta_est.tolist():
+            prune = not math.isnan(delta) and level + delta - run.base_value <= run.threshold
+            predicted.append(prune)
+            if prune:
+                level += delta
+        prune_mask = torch.tensor(predicted)
+        rows, ins = index // self.n_in, index % self.n_in
+        cols, slot = torch.unique(rows, return_inverse=True)
+        own = torch.zeros(size, len(run.x), len(cols), dtype=self.pre.dtype, device=self.pre.device)
+        change = -weights[index].to(self.pre.device)[:, None] * self.x_in[:, ins.to(self.pre.device)].T
+        own[torch.arange(size), :, slot.to(self.pre.device)] = change
+        before = (own * prune_mask.to(own.device)[:, None, None]).cumsum(0)
+        before = torch.cat([torch.zeros_like(before[:1]), before[:-1]])  # removals predicted before j
+        estimates = self.tail.losses(cols.to(self.pre.device), self.pre[:, cols.to(self.pre.device)] + before + own)
+        estimates = estimates.double().cpu()
+        # marginal effects for the next predictions (state loss under the predicted decisions)
+        state = torch.tensor([run.state_loss], dtype=torch.float64)
+        chain = torch.where(prune_mask, estimates, torch.full_like(estimates, math.nan))
+        levels = torch.cat([state, chain])[:-1]
+        # forward-fill: the state before j is the estimate of the last predicted removal before j
+        known = torch.where(levels.isnan(), 0, torch.arange(size))
+        filled = levels[known.cummax(0).values]
+        delta_est.copy_(estimates - filled)
+        diff = estimates - run.base_value
+        certain_keep = diff > run.threshold + run.tol
+        certain_prune = diff <= run.threshold - run.tol
+        agree = (certain_keep & ~prune_mask) | (certain_prune & prune_mask)
+        changed_rows: set[int] = set()
+        j = 0
+        while j < size:
+            stops = torch.nonzero(~agree[j:]).flatten()
+            stop = j + int(stops[0]) if len(stops) else size
+            for t in range(j, stop):  # agreed with the prediction: exact
+                self._commit(int(index[t]), prune=bool(prune_mask[t]), loss=float(estimates[t]), exact=None)
+                if prune_mask[t]:
+                    changed_rows.add(int(rows[t]))
+            if stop == size:
+                j = size
+                break
+            k = int(index[stop])
+            if certain_keep[stop] or certain_prune[stop]:  # a certain decision against the prediction: exact too
+                prune = bool(certain_prune[stop])
+                self._commit(k, prune=prune, loss=float(estimates[stop]), exact=None)
+                matched = False
+            else:  # too close to call: the reference's own forward on the exact state
+                self.decide_nulls(k)
+                self.flat[k] = 0
+                loss = _loss(run.work, run.x, run.target)
+                run.stats["exact_forwards"] += 1
+                prune = not _needed(loss, run.base, run.threshold)
+                self.flat[k] = weights[k]
+                self._commit(k, prune=prune, loss=float(loss), exact=loss)
+                matched = prune == bool(prune_mask[stop])
+            if prune:
+                changed_rows.add(int(rows[stop]))
+            j = stop + 1
+            if not matched:
+                break
+        if changed_rows:
+            self.refresh(torch.tensor(sorted(changed_rows), device=self.pre.device))
+        return j
+
+    def _commit(self, k: int, prune: bool, loss: float, exact: Tensor | None) -> None:
+        self.decide_nulls(k)
+        self.keep[k] = not prune
+        if prune:
+            self.flat[k] = 0
+            self.run.set_state(loss, exact)
+        self.next_flat = k + 1
+
+
+class _FastRun:
+    def __init__(self, model: nn.Module, x: Tensor, label: int, threshold: float, block: int) -> None:
+        self.work = _working_copy(model)
+        self.params = dict(self.work.named_parameters())
+        self.x, self.target = _inputs(self.work, x, label)
+        self.label, self.threshold, self.block = int(label), float(threshold), block
+        logits = self.work(self.x)
+        self.base = F.cross_entropy(logits, self.target)  # == _loss(work, x, target), same forward
+        self.base_value = float(self.base)
+        self.tol = _tolerance(logits, self.base, self.label)
+        self.set_state(self.base_value, self.base)
+        self.stats: dict[str, Any] = dict(passes=0, evaluations=0, exact_forwards=0, null=0, effective=0)
+
+    def set_state(self, loss: float, exact: Tensor | None) -> None:
+        """The current state's loss: an estimate (within tol of the reference's) or the exact value."""
+        self.state_loss, self.state_exact = loss, exact
+
+    def state_needed(self) -> bool:
+        """The reference's decision for a weight whose removal leaves the loss at the current state's."""
+        diff = self.state_loss - self.base_value
+        if self.state_exact is None and self.threshold - self.tol < diff <= self.threshold + self.tol:
+            self.state_exact = _loss(self.work, self.x, self.target)
+            self.stats["exact_forwards"] += 1
+        if self.state_exact is not None:
+            return _needed(self.state_exact, self.base, self.threshold)
+        return diff > self.threshold
+
+
+@torch.no_grad()
+def ecs_fast(
+    model: nn.Module, x: Tensor, label: int, layers: Sequence[Tensor], threshold: float = 0.0,
+    block: int = 256, stats: dict[str, Any] | None = None,
+) -> dict[str, Tensor]:
+    """:func:`ecs_reference`'s masks, computed with cached layer inputs, column updates and speculative
+    batched passes (see the module docstring). ``block``: most candidates per pass. ``stats``, if given,
+    receives counters (passes, evaluations, exact_forwards, null, effective)."""
+    names = _param_names(model, layers)
+    run = _FastRun(model, x, label, threshold, block)
+    masks = {}
+    for name in reversed(names):
+        mask = _LayerPruner(run, name).prune()
+        masks[name] = mask.to(run.params[name].device)
+    if stats is not None:
+        stats.update(run.stats, tol=run.tol)
+    return {name: masks[name] for name in names}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# per-class analysis
+# ----------------------------------------------------------------------------------------------------------
+
+
+def linear_wires(model: nn.Module) -> list[tuple[str, str]]:
+    """(wire name, parameter name) of every wire of ``model.wiring()`` that is an nn.Linear weight, in
+    forward order (conv kernels, embeddings and raw attention matrices are left out, as by the authors)."""
+    linear_weights = {id(module.weight) for module in model.modules() if isinstance(module, nn.Linear)}
+    names = {id(param): name for name, param in model.named_parameters()}
+    wires = [(wire.name, names[id(wire.param)]) for wire in model.wiring().wires
+             if wire.param.dim() == 2 and id(wire.param) in linear_weights]
+    if not wires:
+        raise ValueError(f"{type(model).__name__} has no Linear weights in its wiring: ECS does not apply")
+    return wires
+
+
+class EffectiveCircuitSize:
+    """Per-class ECS over a model's Linear layers (Golechha et al.)."""
+
+    def __init__(self, config: ECSConfig) -> None:
+        self.config = config
+
+    def analyse(self, model: nn.Module, x_test: Tensor, y_test: Tensor, n_classes: int) -> dict[str, Any]:
+        wires = linear_wires(model)
+        params = dict(model.named_parameters())
+        layers = [params[param] for _, param in wires]
+        total = sum(layer.numel() for layer in layers)
+        per_class: list[float] = []
+        kept: dict[str, list[float]] = {wire: [] for wire, _ in wires}
+        for c in range(n_classes):
+            images = x_test[y_test == c]
+            if self.config.max_images is not None:
+                images = images[: self.config.max_images]
+            if len(images) == 0:
+                raise ValueError(f"class {c} has no test images")
+            masks = ecs_fast(model, images, c, layers, self.config.threshold, self.config.block)
+            per_class.append(sum(int(mask.sum()) for mask in masks.values()) / total)
+            for wire, param in wires:
+                kept[wire].append(float(masks[param].float().mean()))
+        return {"ecs_per_class": per_class, "ecs_mean": sum(per_class) / len(per_class), "kept_per_wire": kept}

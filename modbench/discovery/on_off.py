@@ -1,0 +1,84 @@
+"""ON/OFF cluster interventions (Golechha et al. 2025, section 5 and Appendix E/F; code ``pipeline.ipynb``).
+
+The clusters of one weight matrix split its read group and its write group into k matched parts; cluster c
+is those neurons of both groups. ON c keeps only cluster c (every other cluster's neurons zero-ablated at
+their hook points), OFF c removes cluster c. With ReLU and no bias, zeroing rows U_c and columns V_c of the
+matrix, as the authors do, is the same as zero-ablating those neurons. We run every non-empty subset of
+clusters (2^k - 1, batched), which gives ON (singletons), OFF (all but one), and per sample the fewest
+clusters whose joint ON answers correctly (samples the intact model gets wrong are left out, as the
+authors filter them). Reported: class-wise accuracy per cluster (ON and OFF) and the share of samples
+needing 1, 2, ..., k clusters.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+
+from modbench.clustering import bsgc, contiguous_labels
+from modbench.data.dataset import TaskData
+from modbench.discovery.catalog import OnOffConfig
+from modbench.discovery.evaluate import run_circuits
+from modbench.errors import UserError
+from modbench.methods.cluster import clustered_wires
+from modbench.models.base import ModelAdapter
+from modbench.tasks.base import Task
+
+
+def cluster_labels(model: ModelAdapter, config: OnOffConfig) -> tuple[str, dict[str, Tensor]]:
+    """The chosen wire's name and, for its read and write groups, each neuron's cluster."""
+    wiring = model.wiring()
+    candidates = clustered_wires(wiring, (config.wire,) if config.wire else ())
+    if not candidates:
+        raise UserError("the model has no wire between two hidden groups to cluster")
+    wire = candidates[-1]
+    groups = wiring.groups
+    if config.clusters == "contiguous":
+        rows = contiguous_labels(groups[wire.writes].size, config.k)
+        cols = contiguous_labels(groups[wire.reads].size, config.k)
+    else:
+        rows, cols = bsgc(wire.matrix(), config.k, seed=config.seed)
+    return wire.name, {wire.writes: rows, wire.reads: cols}
+
+
+class OnOff:
+    def __init__(self, config: OnOffConfig) -> None:
+        self.config = config
+
+    @torch.no_grad()
+    def analyse(self, model: ModelAdapter, task: Task, data: TaskData) -> dict:
+        k = self.config.k
+        wire, labels = cluster_labels(model, self.config)
+        device = next(model.parameters()).device
+        x, y = data.x_test[: self.config.max_images].to(device), data.y_test[: self.config.max_images].to(device)
+        targets = task.targets(y)
+        full_correct = task.readout(model(x)).argmax(-1) == targets
+        subsets = [s for n in range(1, k + 1) for s in itertools.combinations(range(k), n)]
+        member = torch.tensor([[c in s for c in range(k)] for s in subsets], device=device)  # (subsets, k)
+        sites = [s for s in model.sites() if s.group in labels]
+        zeros = {}
+        correct = torch.empty(len(subsets), len(x), dtype=torch.bool, device=device)
+        for index in range(len(subsets)):
+            keep = {}
+            for site in sites:
+                per_candidate = labels[site.group].to(device).view(site.size, -1)[:, 0]
+                keep[site.name] = member[index][per_candidate].expand(len(x), -1)
+                if site.name not in zeros:
+                    zeros[site.name] = torch.zeros((), device=device)
+            correct[index] = task.readout(run_circuits(model, x, keep, zeros)).argmax(-1) == targets
+        size = member.sum(1)
+        classes = torch.unique(targets)
+        on = torch.stack([correct[subsets.index((c,))] for c in range(k)])
+        off = torch.stack([correct[subsets.index(tuple(d for d in range(k) if d != c))] for c in range(k)])
+        per_class = lambda table: [[float(row[targets == cls].float().mean()) for cls in classes] for row in table]  # noqa: E731
+        sufficient = torch.where(correct, size[:, None], k + 1).min(0).values[full_correct]
+        needs = [float((sufficient == n).float().mean()) for n in range(1, k + 1)]
+        return {
+            "wire": wire, "k": k, "classes": [int(c) for c in classes],
+            "on_accuracy": per_class(on), "off_accuracy": per_class(off), "needs_clusters": needs,
+            "summary": {"on_accuracy": float(on.float().mean()), "off_accuracy": float(off.float().mean()),
+                        "needs_1_cluster": needs[0], "needs_all_clusters": needs[-1],
+                        "intact_accuracy": float(full_correct.float().mean())},
+        }

@@ -1,0 +1,28 @@
+"""Image classification read per class: each class's test images form the set a per-class discoverer
+(ECS, ON/OFF) analyses. Contrastive pairs, for pair-based discoverers, are each test image against the
+next test image of another class (seeded shuffle)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from modbench.data.dataset import TaskData
+from modbench.tasks.base import ContrastivePairs
+from modbench.tasks.configs import ClassTaskConfig
+from modbench.tasks.image_pairs import ImagePairTask
+
+
+class ImageClassTask(ImagePairTask):
+    config: ClassTaskConfig  # type: ignore[assignment]
+
+    def class_sets(self, data: TaskData) -> dict[int, Tensor]:
+        return {int(c): data.x_test[data.y_test == c] for c in torch.unique(data.y_test)}
+
+    def contrast(self, data: TaskData, seed: int) -> ContrastivePairs:
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(data.y_test), generator=generator)
+        partner = torch.roll(order, 1)
+        differ = data.y_test[order] != data.y_test[partner]
+        clean, corrupted = order[differ], partner[differ]
+        return ContrastivePairs(data.x_test[clean], data.x_test[corrupted], data.y_test[clean], data.y_test[corrupted])
