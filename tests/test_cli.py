@@ -47,6 +47,8 @@ RUN = ["run", "--method", "bimt", "--task", "circle_detection"]
         ([*RUN, "--set", "permute_optimizer_state=yes"], "must be true or false"),
         ([*RUN, "--results", "/"], "is a directory"),
         ([*RUN, "--results", "/etc/passwd/r.sqlite"], "is not a directory"),
+        (["run", "--method", "cluster", "--task", "cifar10_per_class", "--discoverer", "on_off"], "CIFAR-10 not found"),
+        (["clusterability", "--method", "cluster", "--k", "1..3"], "--k values must be >= 2"),
         (["train", "--method", "bimt", "--steps", "0"], "--steps must be >= 1"),
         (["train", "--method", "bimt", "--set", "lam=-1"], "lam must be a finite number >= 0"),
         (["list", "widgets"], "unknown kind"),

@@ -10,11 +10,11 @@ from torch import Tensor
 from modbench.data.dataset import TaskData
 from modbench.tasks.base import ContrastivePairs
 from modbench.tasks.configs import ClassTaskConfig
-from modbench.tasks.image_pairs import ImagePairTask
+from modbench.tasks.image_pairs import ImageTask
 
 
-class ImageClassTask(ImagePairTask):
-    config: ClassTaskConfig  # type: ignore[assignment]
+class ImageClassTask(ImageTask):
+    config: ClassTaskConfig
 
     def class_sets(self, data: TaskData) -> dict[int, Tensor]:
         return {int(c): data.x_test[data.y_test == c] for c in torch.unique(data.y_test)}

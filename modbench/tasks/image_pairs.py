@@ -14,16 +14,19 @@ import torch
 from torch import Tensor
 
 from modbench.data.dataset import TaskData
+from modbench.data.cifar10 import load_cifar10
 from modbench.data.mnist import load_mnist
 from modbench.errors import UserError
 from modbench.tasks.base import ContrastivePairs
-from modbench.tasks.configs import PairTaskConfig
+from modbench.tasks.configs import ClassTaskConfig, PairTaskConfig
 
-LOADERS = {"mnist": load_mnist}
+LOADERS = {"mnist": load_mnist, "cifar10": load_cifar10}
 
 
-class ImagePairTask:
-    def __init__(self, config: PairTaskConfig) -> None:
+class ImageTask:
+    """Image classification: data from a registered loader, logits as they come, labels as targets."""
+
+    def __init__(self, config: PairTaskConfig | ClassTaskConfig) -> None:
         self.config = config
 
     def load(self, data_dir: Path | None) -> TaskData:
@@ -36,6 +39,10 @@ class ImagePairTask:
 
     def targets(self, y: Tensor) -> Tensor:
         return y
+
+
+class ImagePairTask(ImageTask):
+    config: PairTaskConfig
 
     def contrast(self, data: TaskData, seed: int) -> ContrastivePairs:
         clean_index, corrupted_index = [], []
