@@ -30,5 +30,12 @@ for _spec in (
     MetricSpec("sparsity", "circuit sparsity", True),
     MetricSpec("discovery_time_s", "discovery time (s)", False),
     MetricSpec("test_accuracy", "test acc", True),
+    MetricSpec("clusterability", "clusterability (BSGC, k=4)", True),
+    MetricSpec("ecs", "effective circuit size", False),
+    MetricSpec("on_accuracy", "ON accuracy", True),
+    MetricSpec("off_accuracy", "OFF accuracy", False),
+    MetricSpec("needs_1_cluster", "needs 1 cluster", True),
+    MetricSpec("needs_all_clusters", "needs all clusters", False),
+    MetricSpec("intact_accuracy", "intact accuracy", True),
 ):
     METRICS.add(_spec.key, _spec)

@@ -13,7 +13,9 @@ def print_table(table: pd.DataFrame, title: str) -> None:
     headers, rows = display_rows(table)
     rich_table = Table(title=title, caption=FOOTNOTE + CAVEAT)
     for header in headers:
-        rich_table.add_column(header, justify="left" if header in ("source", "method", "variant", "dataset", "status") else "right")
+        text = header in ("source", "method", "variant", "dataset", "status")
+        rich_table.add_column(header, overflow="fold", justify="left" if text else "right",
+                              no_wrap=header in ("source", "method", "dataset"), min_width=12 if text else 9)
     for cells in rows:
         rich_table.add_row(*cells, style=None if cells[0] == "ours" else "dim italic")
-    Console(width=max(140, Console().width)).print(rich_table)
+    Console(width=max(180, Console().width)).print(rich_table)

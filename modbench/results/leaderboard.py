@@ -92,8 +92,18 @@ def leaderboard(records: list[ResultRecord], task: str, dataset: str | None = No
     return table.drop(columns=["_canonical"], errors="ignore")
 
 
+PAIR_METRICS = ("sparsity", "discovery_time_s", "circuit_accuracy", "clusterability")
+CLASS_METRICS = ("ecs", "on_accuracy", "off_accuracy", "needs_1_cluster", "needs_all_clusters", "clusterability",
+                 "discovery_time_s")
+
+
 def shown_metrics(table: pd.DataFrame) -> tuple[str, ...]:
-    return (table.attrs.get("primary", "logit_difference"), "sparsity", "discovery_time_s", "circuit_accuracy")
+    """The faithfulness metric, then the metrics our rows carry (pair discoverers' or per-class ones')."""
+    primary = table.attrs.get("primary", "logit_difference")
+    present = {c[: -len("_mean")] for c in table.columns if c.endswith("_mean") and table[c].notna().any()}
+    extra = [m for m in (*PAIR_METRICS, *CLASS_METRICS) if m in present and m != primary]
+    ordered = [primary] if primary in present or not extra else []
+    return tuple(dict.fromkeys(ordered + extra))
 
 
 def best_per_metric(table: pd.DataFrame) -> dict[str, float]:
