@@ -131,12 +131,14 @@ def _needed(loss: Tensor, base: Tensor, threshold: float) -> bool:
 
 @torch.no_grad()
 def ecs_reference(
-    model: nn.Module, x: Tensor, label: int, layers: Sequence[Tensor], threshold: float = 0.0
+    model: nn.Module, x: Tensor, label: int, layers: Sequence[Tensor], threshold: float = 0.0,
+    *, max_weights: int | None = None,
 ) -> dict[str, Tensor]:
     """The authors' sequential procedure, literally: one full forward of ``x`` per weight.
 
     ``layers``: Linear weight parameters of ``model`` in forward order; they are pruned last layer first,
     each row-major. Returns a keep mask (True = needed) per parameter name, shaped like the parameter.
+    ``max_weights`` (for timing samples): stop after visiting that many weights; the rest read as kept.
     """
     work = _working_copy(model)
     names = _param_names(model, layers)
@@ -144,15 +146,19 @@ def ecs_reference(
     params = dict(work.named_parameters())
     base = _loss(work, x, target)
     masks = {}
+    budget = math.inf if max_weights is None else max_weights
     for name in reversed(names):
         flat = params[name].view(-1)
+        visited = int(max(0, min(flat.numel(), budget)))
         keep = torch.zeros(flat.numel(), dtype=torch.bool)
-        for k in range(flat.numel()):
+        keep[visited:] = True  # not visited (max_weights): reads as kept
+        for k in range(visited):
             old = flat[k].clone()
             flat[k] = 0
             if _needed(_loss(work, x, target), base, threshold):
                 flat[k] = old
                 keep[k] = True
+        budget -= flat.numel()
         masks[name] = keep.view(params[name].shape).to(params[name].device)
     return {name: masks[name] for name in names}
 
@@ -176,20 +182,24 @@ def _ce_cols(logits: Tensor, label_row: int) -> Tensor:
 
 
 class _Tail:
-    """How the loss follows from layer L's output (pre-activation, slot order) in the current state.
+    """How the loss follows from layer L's output (pre-activation, slot order) in the current state S.
 
-    ``set_state`` caches the state and each image's CE; ``losses`` evaluates candidates on the images
-    whose values change only (the others keep their state CE: an unused input or an inactive ReLU)."""
+    The loss is a mean over images, and image r's CE depends on row r of L's output only. So a candidate is
+    evaluated on (candidate, image) pairs: ``differs`` says which pairs change anything downstream (an image
+    with x_in[r, i] = 0, or whose ReLU stays off, does not), ``pair_ce`` gives the CE of image r when
+    columns ``cols`` of its row take new values; ``ce`` holds every image's CE in state S."""
 
-    n: int
     ce: Tensor
-    total: Tensor
 
     def set_state(self, pre: Tensor) -> None:
         raise NotImplementedError
 
-    def losses(self, cols: Tensor, values: Tensor) -> Tensor:
-        """Mean CE per candidate when columns ``cols`` of L's output take ``values`` (B, n, k)."""
+    def differs(self, before: Tensor, after: Tensor) -> Tensor:
+        """(B, n, k) values of columns ``cols`` before/after -> (B, n): does image r's output change?"""
+        return (after != before).any(-1)
+
+    def pair_ce(self, cols: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+        """CE of image ``rows[p]`` (P,) when L's output columns ``cols`` take ``values[p]`` (P, k)."""
         raise NotImplementedError
 
     def mean_loss(self, pre: Tensor) -> Tensor:
@@ -202,19 +212,6 @@ class _Tail:
             point = pre.detach().clone().requires_grad_(True)
             return torch.autograd.grad(self.mean_loss(point), point)[0]
 
-    def _cache(self, ce: Tensor) -> None:
-        self.n, self.ce = len(ce), ce.double()  # sums in float64: no rounding of their own
-        self.total = self.ce.sum()
-
-    def _combine(self, rows: Tensor, ce: Tensor) -> Tensor:
-        """Per-candidate mean CE from the changed images' CE (B, r) and the state CE of the others."""
-        return (self.total - self.ce[rows].sum() + ce.double().sum(-1)) / self.n
-
-
-def _changed(change: Tensor) -> Tensor:
-    """Images (dim 1 of (B, n, k)) where any candidate changes any column."""
-    return torch.nonzero((change != 0).any(-1).any(0)).flatten()
-
 
 class _ReadoutTail(_Tail):
     """L is the read-out: its output are the logits (in slot order); nothing runs after it."""
@@ -224,20 +221,19 @@ class _ReadoutTail(_Tail):
 
     def set_state(self, pre: Tensor) -> None:
         self.logits = pre
-        self._cache(_ce_rows(pre, self.label_slot))
+        self.ce = _ce_rows(pre, self.label_slot)
 
     def mean_loss(self, pre: Tensor) -> Tensor:
         return _ce_rows(pre, self.label_slot).mean()
 
-    def losses(self, cols: Tensor, values: Tensor) -> Tensor:
-        rows = _changed(values - self.logits[:, cols])
-        logits = self.logits[rows].expand(values.shape[0], -1, -1).clone()
-        logits[:, :, cols] = values[:, rows]
-        return self._combine(rows, _ce_rows(logits, self.label_slot))
+    def pair_ce(self, cols: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+        logits = self.logits[rows]
+        logits[:, cols] = values
+        return _ce_rows(logits, self.label_slot)
 
 
 class _HiddenTail(_Tail):
-    """L is hidden: act -> next Linear (rank-k update of its cached output) -> ``resume`` -> class logits."""
+    """L is hidden: act -> next Linear (its cached output plus a rank-k update) -> ``resume`` -> logits."""
 
     def __init__(self, act: nn.Module, following: nn.Linear, resume: Callable[[Tensor], Tensor], label: int) -> None:
         self.act, self.following, self.resume, self.label = act, following, resume, label
@@ -245,55 +241,49 @@ class _HiddenTail(_Tail):
     def set_state(self, pre: Tensor) -> None:
         self.post = self.act(pre)
         self.next_pre = self.following(self.post)
-        self._cache(_ce_cols(self.resume(self.next_pre), self.label))
+        self.ce = _ce_cols(self.resume(self.next_pre), self.label)
+
+    def differs(self, before: Tensor, after: Tensor) -> Tensor:
+        return (self.act(after) != self.act(before)).any(-1)
 
     def mean_loss(self, pre: Tensor) -> Tensor:
         return _ce_cols(self.resume(self.following(self.act(pre))), self.label).mean()
 
-    def losses(self, cols: Tensor, values: Tensor) -> Tensor:
-        batch = values.shape[0]
-        change = self.act(values) - self.post[:, cols]  # (B, n, k)
-        rows = _changed(change)
-        if len(rows) == 0:
-            return self._combine(rows, change.new_zeros(batch, 0))
-        change = change[:, rows]
+    def pair_ce(self, cols: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+        change = self.act(values) - self.post[rows][:, cols]  # (P, k)
         weight = self.following.weight[:, cols]
-        if len(cols) == 1:  # one row: an outer product
+        if len(cols) == 1:  # one row of W_L: an outer product
             next_pre = torch.addcmul(self.next_pre[rows], change, weight[:, 0])
         else:
             next_pre = self.next_pre[rows] + change @ weight.T
-        logits = self.resume(next_pre.reshape(batch * len(rows), -1))  # (classes, B * r)
-        return self._combine(rows, _ce_cols(logits, self.label).view(batch, len(rows)))
+        return _ce_cols(self.resume(next_pre), self.label)
 
 
 class _GenericTail(_Tail):
-    """Any Linear module applied once per forward: the full model runs on the changed images, repeated per
-    candidate, with the module's output replaced (slower, but needs nothing of the model's layout)."""
+    """Any Linear module applied once per forward: the full model runs on the pairs' images with the module's
+    output replaced (slower, but needs nothing of the model's layout)."""
 
     def __init__(self, model: nn.Module, module: nn.Linear, x: Tensor, label: int) -> None:
         self.model, self.module, self.x, self.label = model, module, x, label
 
     def set_state(self, pre: Tensor) -> None:
         self.pre = pre
-        self._cache(_ce_rows(self._run(pre[None], self.x), self.label)[0])
+        self.ce = _ce_rows(self._run(pre, self.x), self.label)
 
     def mean_loss(self, pre: Tensor) -> Tensor:
-        return _ce_rows(self._run(pre[None], self.x), self.label)[0].mean()
+        return _ce_rows(self._run(pre, self.x), self.label).mean()
 
     def _run(self, outputs: Tensor, x: Tensor) -> Tensor:
-        batch, n = outputs.shape[:2]
-        handle = self.module.register_forward_hook(lambda module, args, output: outputs.reshape(batch * n, -1))
+        handle = self.module.register_forward_hook(lambda module, args, output: outputs)
         try:
-            logits = self.model(x.repeat(batch, *([1] * (x.dim() - 1))))
+            return self.model(x)
         finally:
             handle.remove()
-        return logits.view(batch, n, -1)
 
-    def losses(self, cols: Tensor, values: Tensor) -> Tensor:
-        rows = _changed(values - self.pre[:, cols])
-        outputs = self.pre[rows].expand(values.shape[0], -1, -1).clone()
-        outputs[:, :, cols] = values[:, rows]
-        return self._combine(rows, _ce_rows(self._run(outputs, self.x[rows]), self.label))
+    def pair_ce(self, cols: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+        outputs = self.pre[rows]
+        outputs[:, cols] = values
+        return _ce_rows(self._run(outputs, self.x[rows]), self.label)
 
 
 def _owner(model: nn.Module, name: str) -> nn.Linear:
@@ -464,24 +454,34 @@ class _LayerPruner:
             predicted.append(prune)
             if prune:
                 level += delta
-        prune_mask = torch.tensor(predicted)
+        prune_mask = torch.tensor(predicted, dtype=torch.bool)
+        device, n = self.pre.device, len(run.x)
         rows, ins = index // self.n_in, index % self.n_in
         cols, slot = torch.unique(rows, return_inverse=True)
-        own = torch.zeros(size, len(run.x), len(cols), dtype=self.pre.dtype, device=self.pre.device)
-        change = -weights[index].to(self.pre.device)[:, None] * self.x_in[:, ins.to(self.pre.device)].T
-        own[torch.arange(size), :, slot.to(self.pre.device)] = change
-        before = (own * prune_mask.to(own.device)[:, None, None]).cumsum(0)
-        before = torch.cat([torch.zeros_like(before[:1]), before[:-1]])  # removals predicted before j
-        estimates = self.tail.losses(cols.to(self.pre.device), self.pre[:, cols.to(self.pre.device)] + before + own)
-        estimates = estimates.double().cpu()
-        # marginal effects for the next predictions (state loss under the predicted decisions)
-        state = torch.tensor([run.state_loss], dtype=torch.float64)
-        chain = torch.where(prune_mask, estimates, torch.full_like(estimates, math.nan))
-        levels = torch.cat([state, chain])[:-1]
-        # forward-fill: the state before j is the estimate of the last predicted removal before j
-        known = torch.where(levels.isnan(), 0, torch.arange(size))
-        filled = levels[known.cummax(0).values]
-        delta_est.copy_(estimates - filled)
+        cols = cols.to(device)
+        own = torch.zeros(size, n, len(cols), dtype=self.pre.dtype, device=device)  # each removal's own change
+        own[torch.arange(size, device=device), :, slot.to(device)] = \
+            -weights[index].to(device)[:, None] * self.x_in[:, ins.to(device)].T
+        before = (own * prune_mask.to(device)[:, None, None]).cumsum(0) - own * prune_mask.to(device)[:, None, None]
+        state = self.pre[:, cols] + before  # (B, n, k): outputs in state j (the predicted removals before j)
+        removed = state + own  # ... and with candidate j removed too
+        # marginal effect of each candidate, summed over the (candidate, image) pairs it changes
+        pairs = torch.nonzero(self.tail.differs(state, removed).T)  # (image, candidate), sorted by image
+        image, cand = pairs[:, 0], pairs[:, 1]
+        marginal = torch.zeros(size, dtype=torch.float64, device=device)
+        if len(pairs):
+            ce_removed = self.tail.pair_ce(cols, image, removed[cand, image])
+            # the image's CE in state j: its pair of the last predicted removal before j, else its CE in S
+            updates = torch.where(prune_mask.to(device)[cand], torch.arange(len(pairs), device=device), -1)
+            last = torch.cat([updates.new_full((1,), -1), updates.cummax(0).values[:-1]])
+            same_image = last >= torch.searchsorted(image, image)
+            ce_state = torch.where(same_image, ce_removed[last.clamp(min=0)], self.tail.ce[image])
+            marginal.index_add_(0, cand, ce_removed.double() - ce_state.double())
+        marginal = (marginal / n).cpu()
+        taken = marginal * prune_mask
+        start = float(self.tail.ce.double().sum()) / n
+        estimates = start + taken.cumsum(0) - taken + marginal  # loss of state j minus candidate j
+        delta_est.copy_(marginal)
         diff = estimates - run.base_value
         certain_keep = diff > run.threshold + run.tol
         certain_prune = diff <= run.threshold - run.tol
