@@ -76,6 +76,7 @@ class ECSConfig:
         if not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool) \
                 or not math.isfinite(self.threshold):
             raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
+        object.__setattr__(self, "threshold", float(self.threshold))
         for name in ("block", "max_images"):
             value = getattr(self, name)
             if value is None and name == "max_images":
@@ -182,12 +183,13 @@ def _ce_cols(logits: Tensor, label_row: int) -> Tensor:
 
 
 class _Tail:
-    """How the loss follows from layer L's output (pre-activation, slot order) in the current state S.
+    """How the loss follows from column ``col`` of layer L's output (pre-activation, slot order), the other
+    columns fixed at the current state S.
 
-    The loss is a mean over images, and image r's CE depends on row r of L's output only. So a candidate is
-    evaluated on (candidate, image) pairs: ``differs`` says which pairs change anything downstream (an image
-    with x_in[r, i] = 0, or whose ReLU stays off, does not), ``pair_ce`` gives the CE of image r when
-    columns ``cols`` of its row take new values; ``ce`` holds every image's CE in state S."""
+    The loss is a mean over images, and image r's CE depends on row r only, so candidates are evaluated on
+    (candidate, image) pairs: ``differs`` says which pairs change anything downstream (not an image with
+    x_in[r, i] = 0, nor one whose ReLU stays off); ``pair_ce`` is image r's CE when its column ``col`` takes
+    a new value, ``state_ce`` every image's CE in S in the same arithmetic."""
 
     ce: Tensor
 
@@ -195,12 +197,14 @@ class _Tail:
         raise NotImplementedError
 
     def differs(self, before: Tensor, after: Tensor) -> Tensor:
-        """(B, n, k) values of columns ``cols`` before/after -> (B, n): does image r's output change?"""
-        return (after != before).any(-1)
+        return after != before
 
-    def pair_ce(self, cols: Tensor, rows: Tensor, values: Tensor) -> Tensor:
-        """CE of image ``rows[p]`` (P,) when L's output columns ``cols`` take ``values[p]`` (P, k)."""
+    def pair_ce(self, col: int, rows: Tensor, values: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def state_ce(self, col: int) -> Tensor:
+        """Every image's CE in state S, in the arithmetic of ``pair_ce``."""
+        return self.ce
 
     def mean_loss(self, pre: Tensor) -> Tensor:
         """Mean CE as a (differentiable) function of L's whole output."""
@@ -226,14 +230,14 @@ class _ReadoutTail(_Tail):
     def mean_loss(self, pre: Tensor) -> Tensor:
         return _ce_rows(pre, self.label_slot).mean()
 
-    def pair_ce(self, cols: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+    def pair_ce(self, col: int, rows: Tensor, values: Tensor) -> Tensor:
         logits = self.logits[rows]
-        logits[:, cols] = values
+        logits[:, col] = values
         return _ce_rows(logits, self.label_slot)
 
 
 class _HiddenTail(_Tail):
-    """L is hidden: act -> next Linear (its cached output plus a rank-k update) -> ``resume`` -> logits."""
+    """L is hidden: act -> next Linear (its cached output plus a rank-1 update) -> ``resume`` -> logits."""
 
     def __init__(self, act: nn.Module, following: nn.Linear, resume: Callable[[Tensor], Tensor], label: int) -> None:
         self.act, self.following, self.resume, self.label = act, following, resume, label
@@ -244,19 +248,75 @@ class _HiddenTail(_Tail):
         self.ce = _ce_cols(self.resume(self.next_pre), self.label)
 
     def differs(self, before: Tensor, after: Tensor) -> Tensor:
-        return (self.act(after) != self.act(before)).any(-1)
+        return self.act(after) != self.act(before)
 
     def mean_loss(self, pre: Tensor) -> Tensor:
         return _ce_cols(self.resume(self.following(self.act(pre))), self.label).mean()
 
-    def pair_ce(self, cols: Tensor, rows: Tensor, values: Tensor) -> Tensor:
-        change = self.act(values) - self.post[rows][:, cols]  # (P, k)
-        weight = self.following.weight[:, cols]
-        if len(cols) == 1:  # one row of W_L: an outer product
-            next_pre = torch.addcmul(self.next_pre[rows], change, weight[:, 0])
-        else:
-            next_pre = self.next_pre[rows] + change @ weight.T
+    def pair_ce(self, col: int, rows: Tensor, values: Tensor) -> Tensor:
+        change = self.act(values.to(self.post.dtype)) - self.post[rows, col]
+        next_pre = torch.addcmul(self.next_pre[rows], change[:, None], self.following.weight[:, col])
         return _ce_cols(self.resume(next_pre), self.label)
+
+
+class _ReluReadoutTail(_HiddenTail):
+    """L -> ReLU -> Linear -> ReLU -> read-out Linear. With the other columns of L's output fixed, image r's
+    logits are a piecewise-affine function of s = relu(column ``col``), s >= 0: logits = A_r[seg] + s B_r[seg],
+    cut where a unit of the next layer switches. Windows stay within one row of W_L, so only column ``col``
+    of the state changes while the row is pruned: the table (float64) is built once per row, and a pair
+    costs a lookup and a classes-wide affine map instead of the next two layers."""
+
+    def __init__(self, following: nn.Linear, readout: nn.Linear, label: int) -> None:
+        super().__init__(nn.ReLU(), following, self._logits_t, label)
+        self.readout = readout
+        self.col: int | None = None
+
+    def _logits_t(self, next_pre: Tensor) -> Tensor:
+        logits = self.readout.weight @ next_pre.relu().T
+        return logits if self.readout.bias is None else logits + self.readout.bias[:, None]
+
+    def _table(self, col: int) -> None:
+        if self.col == col:
+            return
+        self.col = col
+        w = self.following.weight[:, col].double()  # (d,): next-layer weights of unit col
+        a = self.next_pre.double() - self.post[:, col, None].double() * w  # (n, d): next pre-acts at s = 0
+        n, d = a.shape
+        out = self.readout.weight.double().T  # (d, classes)
+        cut = -a / w  # where unit k of the next layer switches; only s > 0 matters
+        cut = torch.where((w != 0) & (cut > 0), cut, torch.inf)
+        order = cut.argsort(1)
+        cut = cut.gather(1, order)
+        # one sorted 1-D array for all images: image r's cuts shifted by r * span (inf -> the row's top)
+        span = 2 * float(cut[cut.isfinite()].max()) + 2 if bool(cut.isfinite().any()) else 2.0
+        self.span, self.width = span, d + 1
+        self.cuts = (torch.where(cut.isfinite(), cut, span / 2) + span * torch.arange(n).double()[:, None]).view(-1)
+        on = (a > 0) | ((a == 0) & (w > 0))  # units on just above s = 0
+        part_a = a[:, :, None] * out  # (n, d, classes): unit k's share of A while on
+        part_b = w[:, None] * out  # (d, classes): ... and of B
+        sign = torch.where(w > 0, 1.0, -1.0).double()[order][:, :, None]  # switching on (+) or off (-)
+        a0 = (part_a * on[:, :, None]).sum(1)
+        if self.readout.bias is not None:
+            a0 = a0 + self.readout.bias.double()
+        b0 = on.double() @ part_b
+        steps_a = sign * part_a.gather(1, order[:, :, None].expand(-1, -1, out.shape[1]))
+        steps_b = sign * part_b[order]
+        self.table_a = torch.cat([a0[:, None], a0[:, None] + steps_a.cumsum(1)], 1).view(n * (d + 1), -1)
+        self.table_b = torch.cat([b0[:, None], b0[:, None] + steps_b.cumsum(1)], 1).view(n * (d + 1), -1)
+
+    def _at(self, col: int, rows: Tensor, s: Tensor) -> Tensor:
+        """CE of images ``rows`` at s = relu(column value) >= 0, from the table."""
+        self._table(col)
+        shifted = s.clamp(max=self.span / 4) + self.span * rows.double()  # s beyond every cut: the last segment
+        entry = torch.searchsorted(self.cuts, shifted, right=True) + rows  # row r: r * (d + 1) + segment
+        logits = self.table_a.index_select(0, entry) + s[:, None] * self.table_b.index_select(0, entry)
+        return _ce_rows(logits, self.label)
+
+    def pair_ce(self, col: int, rows: Tensor, values: Tensor) -> Tensor:
+        return self._at(col, rows, values.double().relu())
+
+    def state_ce(self, col: int) -> Tensor:
+        return self._at(col, torch.arange(len(self.post), device=self.post.device), self.post[:, col].double())
 
 
 class _GenericTail(_Tail):
@@ -280,9 +340,9 @@ class _GenericTail(_Tail):
         finally:
             handle.remove()
 
-    def pair_ce(self, cols: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+    def pair_ce(self, col: int, rows: Tensor, values: Tensor) -> Tensor:
         outputs = self.pre[rows]
-        outputs[:, cols] = values
+        outputs[:, col] = values
         return _ce_rows(self._run(outputs, self.x[rows]), self.label)
 
 
@@ -294,73 +354,61 @@ def _owner(model: nn.Module, name: str) -> nn.Linear:
 
 
 def _tail(model: nn.Module, name: str, x: Tensor, label: int) -> _Tail:
-    """Shortcuts for the modbench MLP/CNN layout (``blocks.{l}.mlp`` = linear -> act, then ``unembed``;
-    the forward puts slot logits in class order with ``output_order``), else the generic hook-based tail.
-    The shortcuts work on slot-order logits (CE does not depend on the column order) with the label's slot."""
+    """Shortcuts for the modbench MLP/CNN layout (see ``_layout``), else the generic hook-based tail. The
+    shortcuts work on slot-order logits (the CE does not depend on the column order) with the label's slot."""
+    layer = _layout(model, name)
+    if layer is None:
+        return _GenericTail(model, _owner(model, name), x, label)
+    blocks, unembed = model.blocks, model.unembed
+    label_slot = int(class_order(model.output_order)[label])
+    if layer == len(blocks):
+        return _ReadoutTail(label_slot)
+    mlps = [blocks[j].mlp for j in range(layer, len(blocks))]
+    linears = [mlp.linear for mlp in mlps[1:]] + [unembed]
+    if len(mlps) == 2 and all(type(mlp.act) is nn.ReLU for mlp in mlps):
+        return _ReluReadoutTail(linears[0], unembed, label_slot)
+
+    def resume(pre: Tensor) -> Tensor:
+        """From block L + 1's pre-activation (``pre``: the next Linear's output) to TRANSPOSED slot logits
+        (classes, rows): a narrow read-out is faster as W @ h.T on CPU."""
+        h = pre
+        for mlp, linear in zip(mlps[1:-1], linears[1:-1]):
+            h = linear(mlp.act(h))
+        if len(mlps) == 1:  # ``pre`` are the logits already
+            return h.T
+        logits = unembed.weight @ mlps[-1].act(h).T
+        return logits if unembed.bias is None else logits + unembed.bias[:, None]
+
+    return _HiddenTail(mlps[0].act, linears[0], resume, label_slot)
+
+
+def _layout(model: nn.Module, name: str) -> int | None:
+    """For the modbench MLP/CNN layout (``blocks[l].mlp.linear``/``.act``/``.hook_pre``/``.hook_post``,
+    ``unembed``, ``output_order``, ``run_from``): the block index of Linear weight ``name`` (``len(blocks)``
+    for ``unembed.weight``), when every block from it on is an MLP block; else None."""
     blocks = getattr(model, "blocks", None)
-    order = getattr(model, "output_order", None)
-    unembed = getattr(model, "unembed", None)
-    if isinstance(blocks, nn.ModuleList) and isinstance(unembed, nn.Linear) and isinstance(order, Tensor):
-        label_slot = int(class_order(order)[label])
-        if name == "unembed.weight":
-            return _ReadoutTail(label_slot)
-        match = re.fullmatch(r"blocks\.(\d+)\.mlp\.linear\.weight", name)
-        if match and all(hasattr(blocks[j], "mlp") for j in range(int(match.group(1)), len(blocks))):
-            layer = int(match.group(1))
-            mlps = [blocks[j].mlp for j in range(layer, len(blocks))]
-            linears = [mlp.linear for mlp in mlps[1:]] + [unembed]
-
-            def resume(pre: Tensor) -> Tensor:
-                """run_from(blocks.{layer + 1}.mlp.hook_pre) (hook points are identities), returning TRANSPOSED
-                slot logits (classes, rows): a narrow read-out is faster as W @ h.T on CPU."""
-                h = pre
-                for mlp, linear in zip(mlps[1:-1], linears[1:-1]):
-                    h = linear(mlp.act(h))
-                if len(mlps) == 1:  # ``pre`` are the logits already
-                    return h.T
-                out = linears[-1]
-                logits = out.weight @ mlps[-1].act(h).T
-                return logits if out.bias is None else logits + out.bias[:, None]
-
-            return _HiddenTail(mlps[0].act, linears[0], resume, label_slot)
-    return _GenericTail(model, _owner(model, name), x, label)
-
-
-def _lean_loss(model: nn.Module, name: str, x_in: Tensor, target: Tensor) -> Callable[[], Tensor] | None:
-    """For the modbench MLP/CNN layout: the reference's loss recomputed from layer L's cached input with the
-    very operations of the model's forward (same modules, same slot permutation, same CE), minus the hook
-    points (identities) and the layers below L. None for other layouts. Checked bit for bit by the caller."""
-    blocks = getattr(model, "blocks", None)
-    order = getattr(model, "output_order", None)
-    unembed = getattr(model, "unembed", None)
-    if not (isinstance(blocks, nn.ModuleList) and isinstance(unembed, nn.Linear) and isinstance(order, Tensor)):
+    if not (isinstance(blocks, nn.ModuleList) and isinstance(getattr(model, "unembed", None), nn.Linear)
+            and isinstance(getattr(model, "output_order", None), Tensor) and hasattr(model, "run_from")):
         return None
-    slots = class_order(order)
     if name == "unembed.weight":
-        start = len(blocks)
+        layer = len(blocks)
     else:
         match = re.fullmatch(r"blocks\.(\d+)\.mlp\.linear\.weight", name)
-        if not match or not all(hasattr(blocks[j], "mlp") for j in range(int(match.group(1)), len(blocks))):
+        if not match:
             return None
-        start = int(match.group(1))
-    steps: list[nn.Module] = []
-    for j in range(start, len(blocks)):
-        steps += [blocks[j].mlp.linear, blocks[j].mlp.act]
-    steps.append(unembed)
-
-    def loss() -> Tensor:
-        h = x_in
-        for step in steps:
-            h = step(h)
-        return F.cross_entropy(h[:, slots], target)
-
-    return loss
+        layer = int(match.group(1))
+    if layer > len(blocks) or len(blocks) == 0:
+        return None
+    return layer if all(hasattr(blocks[j], "mlp") for j in range(min(layer, len(blocks) - 1), len(blocks))) else None
 
 
-def _layer_input(model: nn.Module, module: nn.Linear, x: Tensor) -> Tensor:
-    """The input of ``module`` in a forward of ``x`` (it must be (images, features))."""
+def _capture(model: nn.Module, x: Tensor, module: nn.Module, output: bool) -> Tensor:
+    """The input (or output) of ``module`` in a forward of ``x``; it must run exactly once."""
     seen: list[Tensor] = []
-    handle = module.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    if output:
+        handle = module.register_forward_hook(lambda mod, args, out: seen.append(out))
+    else:
+        handle = module.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
     try:
         model(x)
     finally:
@@ -368,6 +416,31 @@ def _layer_input(model: nn.Module, module: nn.Linear, x: Tensor) -> Tensor:
     if len(seen) != 1 or seen[0].dim() != 2 or seen[0].shape[0] != len(x):
         raise ValueError("ECS needs each pruned Linear applied once per forward to an (images, features) input")
     return seen[0]
+
+
+def _layer_input(model: nn.Module, name: str, module: nn.Linear, x: Tensor) -> Tensor:
+    """Layer L's input in a forward of ``x``: what enters the module, or for the modbench layout's read-out
+    (which the forward may apply as a permuted matrix rather than as the module) the last block's output."""
+    if name == "unembed.weight" and _layout(model, name) is not None:
+        return _capture(model, x, model.blocks[-1].mlp.hook_post, output=True)
+    return _capture(model, x, module, output=False)
+
+
+def _lean_loss(model: nn.Module, name: str, x: Tensor, x_in: Tensor, target: Tensor) -> Callable[[], Tensor] | None:
+    """For the modbench layout: the reference's loss computed by the model's own ``run_from`` from block L's
+    pre-activation (block L's Linear applied to the cached input; for the read-out, the last block's cached
+    pre-activation), so the layers below L are skipped. None otherwise. The caller checks it bit for bit
+    against the full forward before using it."""
+    layer = _layout(model, name)
+    if layer is None:
+        return None
+    blocks = model.blocks
+    if layer == len(blocks):
+        hook = f"blocks.{layer - 1}.mlp.hook_pre"
+        value = _capture(model, x, blocks[layer - 1].mlp.hook_pre, output=True)
+        return lambda: F.cross_entropy(model.run_from(hook, value), target)
+    linear, hook = blocks[layer].mlp.linear, f"blocks.{layer}.mlp.hook_pre"
+    return lambda: F.cross_entropy(model.run_from(hook, linear(x_in)), target)
 
 
 def _tolerance(logits: Tensor, base: Tensor, label: int) -> float:
@@ -389,21 +462,22 @@ class _LayerPruner:
         self.param = run.params[name]
         self.flat = self.param.view(-1)
         self.module = _owner(run.work, name)
-        self.x_in = _layer_input(run.work, self.module, run.x)
+        self.x_in = _layer_input(run.work, name, self.module, run.x)
         self.tail = _tail(run.work, name, run.x, run.label)
         full = partial(_loss, run.work, run.x, run.target)
-        lean = _lean_loss(run.work, name, self.x_in, run.target)
+        lean = _lean_loss(run.work, name, run.x, self.x_in, run.target)
         self.exact = lean if lean is not None and torch.equal(lean(), full()) else full
+        run.stats["exact_from_layer"] += self.exact is lean
         run.exact = self.exact
         self.pre = self.module(self.x_in)
         self.tail.set_state(self.pre)
         self.n_in = self.param.shape[1]
         self.keep = torch.zeros(self.flat.numel(), dtype=torch.bool)
 
-    def refresh(self, rows: Tensor) -> None:
-        """Recompute the output columns of rows whose weights changed, and the tail's cached state."""
-        bias = self.module.bias[rows] if self.module.bias is not None else None
-        self.pre[:, rows] = F.linear(self.x_in, self.param[rows], bias)
+    def refresh(self, row: int) -> None:
+        """Recompute output column ``row`` after its weights changed, and the tail's cached state."""
+        bias = self.module.bias[row] if self.module.bias is not None else 0
+        self.pre[:, row] = self.x_in @ self.param[row] + bias
         self.tail.set_state(self.pre)
 
     def decide_nulls(self, stop: int) -> None:
@@ -426,18 +500,26 @@ class _LayerPruner:
         run.stats["null"] += int(null.sum())
         run.stats["effective"] += len(effective)
         self.next_flat = 0
-        # first-order predictions of each removal's effect on the loss: -w * x_in[:, i] . dL/dpre[:, o]
-        first_order = -weights.view(self.param.shape) * (self.tail.gradient(self.pre).T @ self.x_in)
-        delta_est = first_order.view(-1)[effective].double().cpu()
-        n = len(run.x)
-        limit = max(1, min(run.block, MAX_ROWS // n))
-        window = min(limit, MIN_BLOCK * 4)
-        p = 0
-        while p < len(effective):
-            size = min(window, len(effective) - p)
+        delta_est = torch.zeros(len(effective), dtype=torch.float64)
+        limit = max(1, min(run.block, MAX_ROWS // len(run.x)))
+        window = min(limit, 32)
+        row_ends = torch.searchsorted(effective // self.n_in, torch.arange(1, self.param.shape[0] + 1))
+        p, row = 0, -1
+        while p < len(effective):  # windows never straddle two rows: one output column changes
+            if int(effective[p]) // self.n_in != row:
+                row = int(effective[p]) // self.n_in
+                end = int(row_ends[row])
+                # first-order predictions of the row's removals in the current state: -w x_in[:, i] . dL/dpre_o
+                slope = self.tail.gradient(self.pre)[:, row]
+                ins = (effective[p:end] % self.n_in).to(self.x_in.device)
+                delta_est[p:end] = (-weights[effective[p:end].to(weights.device)] * (slope @ self.x_in[:, ins])).double().cpu()
+            size = min(window, end - p)
             committed = self._pass(effective[p:p + size], weights, delta_est[p:p + size])
             p += committed
-            window = min(limit, 2 * size) if committed == size else max(MIN_BLOCK, min(limit, 2 * committed + 4))
+            if committed == size:
+                window = min(limit, max(window, 2 * size))
+            else:
+                window = max(8, min(limit, 2 * committed + 4))
         self.decide_nulls(self.flat.numel())
         return self.keep.view(self.param.shape)
 
@@ -456,43 +538,42 @@ class _LayerPruner:
                 level += delta
         prune_mask = torch.tensor(predicted, dtype=torch.bool)
         device, n = self.pre.device, len(run.x)
-        rows, ins = index // self.n_in, index % self.n_in
-        cols, slot = torch.unique(rows, return_inverse=True)
-        cols = cols.to(device)
-        own = torch.zeros(size, n, len(cols), dtype=self.pre.dtype, device=device)  # each removal's own change
-        own[torch.arange(size, device=device), :, slot.to(device)] = \
-            -weights[index].to(device)[:, None] * self.x_in[:, ins.to(device)].T
-        before = (own * prune_mask.to(device)[:, None, None]).cumsum(0) - own * prune_mask.to(device)[:, None, None]
-        state = self.pre[:, cols] + before  # (B, n, k): outputs in state j (the predicted removals before j)
+        col, ins = int(index[0]) // self.n_in, (index % self.n_in).to(device)
+        pruned = prune_mask.to(device=device, dtype=torch.float64)[:, None]
+        # (B, n), float64: each removal's own change of column col, and the predicted removals before j
+        own = -weights[index.to(device)].double()[:, None] * self.x_in[:, ins].T.double()
+        before = (own * pruned).cumsum(0) - own * pruned
+        state = self.pre[:, col].double() + before  # column col in state j
         removed = state + own  # ... and with candidate j removed too
         # marginal effect of each candidate, summed over the (candidate, image) pairs it changes
         pairs = torch.nonzero(self.tail.differs(state, removed).T)  # (image, candidate), sorted by image
         image, cand = pairs[:, 0], pairs[:, 1]
         marginal = torch.zeros(size, dtype=torch.float64, device=device)
+        state_ce = self.tail.state_ce(col)
         if len(pairs):
-            ce_removed = self.tail.pair_ce(cols, image, removed[cand, image])
+            ce_removed = self.tail.pair_ce(col, image, removed[cand, image])
             # the image's CE in state j: its pair of the last predicted removal before j, else its CE in S
             updates = torch.where(prune_mask.to(device)[cand], torch.arange(len(pairs), device=device), -1)
             last = torch.cat([updates.new_full((1,), -1), updates.cummax(0).values[:-1]])
             same_image = last >= torch.searchsorted(image, image)
-            ce_state = torch.where(same_image, ce_removed[last.clamp(min=0)], self.tail.ce[image])
+            ce_state = torch.where(same_image, ce_removed[last.clamp(min=0)], state_ce[image])
             marginal.index_add_(0, cand, ce_removed.double() - ce_state.double())
         marginal = (marginal / n).cpu()
         taken = marginal * prune_mask
-        start = float(self.tail.ce.double().sum()) / n
+        start = float(state_ce.double().mean())
         estimates = start + taken.cumsum(0) - taken + marginal  # loss of state j minus candidate j
         delta_est.copy_(marginal)
         diff = estimates - run.base_value
         certain_keep = diff > run.threshold + run.tol
         certain_prune = diff <= run.threshold - run.tol
         agree = (certain_keep & ~prune_mask) | (certain_prune & prune_mask)
-        changed: list[Tensor] = []
+        changed = False
         j = 0
         while j < size:
             stops = torch.nonzero(~agree[j:]).flatten()
             stop = j + int(stops[0]) if len(stops) else size
             self._commit_run(index[j:stop], prune_mask[j:stop], estimates[j:stop])  # as predicted: exact
-            changed.append(rows[j:stop][prune_mask[j:stop]])
+            changed = changed or bool(prune_mask[j:stop].any())
             if stop == size:
                 j = size
                 break
@@ -511,14 +592,12 @@ class _LayerPruner:
                 self.flat[k] = weights[k]
                 self._commit(k, prune=prune, loss=float(loss), exact=loss)
                 matched = prune == bool(prune_mask[stop])
-            if prune:
-                changed.append(rows[stop:stop + 1])
+            changed = changed or prune
             j = stop + 1
             if not matched:
                 break
-        rows_changed = torch.unique(torch.cat(changed)) if changed else rows[:0]
-        if len(rows_changed):
-            self.refresh(rows_changed.to(self.pre.device))
+        if changed:
+            self.refresh(col)
         return j
 
     def _commit(self, k: int, prune: bool, loss: float, exact: Tensor | None) -> None:
@@ -576,7 +655,7 @@ class _FastRun:
         self.set_state(self.base_value, self.base)
         self.exact: Callable[[], Tensor] = partial(_loss, self.work, self.x, self.target)
         self.stats: dict[str, Any] = dict(passes=0, evaluations=0, exact_forwards=0, null=0, effective=0,
-                                           max_error_over_tol=0.0)
+                                           max_error_over_tol=0.0, exact_from_layer=0)
 
     def set_state(self, loss: float, exact: Tensor | None) -> None:
         """The current state's loss: an estimate (within tol of the reference's) or the exact value."""
@@ -656,5 +735,5 @@ class EffectiveCircuitSize:
             masks = ecs_fast(model, images, c, layers, self.config.threshold, self.config.block)
             per_class.append(sum(int(mask.sum()) for mask in masks.values()) / total)
             for wire, param in wires:
-                kept[wire].append(float(masks[param].float().mean()))
+                kept[wire].append(int(masks[param].sum()) / masks[param].numel())
         return {"ecs_per_class": per_class, "ecs_mean": sum(per_class) / len(per_class), "kept_per_wire": kept}

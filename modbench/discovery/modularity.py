@@ -17,7 +17,10 @@ def bsgc_clusterability(model: ModelAdapter, k: int = DEFAULT_K, seed: int = 0) 
     Golechha et al. Figure 2 / Table 2 (random baseline 1/k)."""
     out = {}
     for wire in clustered_wires(model.wiring(), ()):
-        rows, cols = bsgc(wire.matrix(), k, seed=seed)
+        try:
+            rows, cols = bsgc(wire.matrix(), k, seed=seed)
+        except ValueError:  # fewer live neurons than clusters (a tiny or collapsed layer): no value
+            continue
         out[wire.name] = float(clusterability_from_squares(squared_matrix(wire).detach(), rows, cols))
     return out
 

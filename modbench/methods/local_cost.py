@@ -34,6 +34,9 @@ class LocalCostMethod(MethodBase):
             raise UserError(f"swap_top_k={cfg.swap_top_k} is larger than every permutable layer")
         loss_cost = slot_costs(self._wiring, cfg.weight_factor, cfg.layer_separation, cfg.penalize_last_distance)
         self._params, self._costs = cost_terms(self._wiring, loss_cost, cfg.layer_separation)
+        # Kept only by regimes that swap (building them at each swap would add their temporaries to the peak).
+        self._swap_cost = (slot_costs(self._wiring, cfg.swap_weight_factor, cfg.layer_separation, True)
+                           if cfg.swap_every else [])
 
     def after_backward(self, model: nn.Module, step: int) -> None:
         lam = self.config.lam_at(step, self.total_steps)
@@ -51,8 +54,5 @@ class LocalCostMethod(MethodBase):
         every = self.config.swap_every
         if not every or step % every:
             return {}
-        cfg = self.config
-        # Swap costs are built when needed (every S steps), not kept: they are as large as the weights.
-        swap_cost = slot_costs(self._wiring, cfg.swap_weight_factor, cfg.layer_separation, True)
-        optimizer_state = optimizer if cfg.permute_optimizer_state else None
-        return {"swaps": float(relocate(self._wiring, swap_cost, cfg.swap_top_k, optimizer_state))}
+        optimizer_state = optimizer if self.config.permute_optimizer_state else None
+        return {"swaps": float(relocate(self._wiring, self._swap_cost, self.config.swap_top_k, optimizer_state))}

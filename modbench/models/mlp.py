@@ -5,6 +5,7 @@ so ``transformer_lens.utils.get_act_name("post", i)`` addresses hidden layer i."
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
@@ -14,6 +15,7 @@ from modbench.models.catalog import MLPConfig
 from modbench.models.geometry import layer_coords
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+IN_PLACE = {"silu": lambda x: F.silu(x, inplace=True), "relu": torch.relu_, "gelu": F.gelu, "tanh": torch.tanh_}
 
 
 class MLPLayer(nn.Module):
@@ -65,14 +67,25 @@ class HookedMLP(ModelAdapter):
     def forward(self, x: Float[Tensor, "batch *d_in"]) -> Float[Tensor, "batch n_classes"]:
         return self.run_from("blocks.0.mlp.hook_pre", self.blocks[0].mlp.linear(x.flatten(1)))
 
-    def run_from(self, hook: str, value: Tensor) -> Tensor:
-        """Continue from hidden layer l's pre-activation (``hook`` = ``blocks.{l}.mlp.hook_pre``)."""
+    def run_from(self, hook: str, value: Tensor, scratch: bool = False) -> Tensor:
+        """Continue from hidden layer l's pre-activation (``hook`` = ``blocks.{l}.mlp.hook_pre``).
+
+        ``scratch``: ``value`` is a temporary the caller no longer needs, so while no hook is attached the
+        activations are computed in place (same numbers, one large allocation less)."""
         start = self._layer_of(hook, "hook_pre")
+        in_place = scratch and not any(point._forward_hooks for point in self.hook_dict.values())
         h = value
         for index in range(start, len(self.blocks)):
             mlp = self.blocks[index].mlp
-            h = mlp.hook_post(mlp.act(mlp.hook_pre(h if index == start else mlp.linear(h))))
-        return self.hook_logits(self.unembed(h)[:, class_order(self.output_order)])
+            pre = mlp.hook_pre(h if index == start else mlp.linear(h))
+            h = mlp.hook_post(IN_PLACE[self.cfg.activation](pre) if in_place else mlp.act(pre))
+        return self.hook_logits(self._unembed_in_class_order(h))
+
+    def _unembed_in_class_order(self, h: Tensor) -> Tensor:
+        """Logits in class order; permuting the read-out's rows costs less than gathering the logits."""
+        order = class_order(self.output_order)
+        bias = None if self.unembed.bias is None else self.unembed.bias[order]
+        return torch.nn.functional.linear(h, self.unembed.weight[order], bias)
 
     def _layer_of(self, hook: str, kind: str) -> int:
         parts = hook.split(".")
@@ -104,10 +117,11 @@ class HookedMLP(ModelAdapter):
         if layer + 1 < len(self.blocks):
             after = f"blocks.{layer + 1}.mlp.hook_pre"
             weight = self.blocks[layer + 1].mlp.linear.weight  # (n_next, n)
-            rows = torch.addcmul(corrupted[after][:, None, :], delta[:, :, None], weight.T[None])
-            return self.run_from(after, rows.reshape(pairs * n, -1)).view(pairs, n, -1)
+            # weight.T made contiguous so the (pairs, n, n_next) result is laid out row-major: no copy below.
+            rows = torch.addcmul(corrupted[after][:, None, :], delta[:, :, None], weight.T.contiguous()[None])
+            return self.run_from(after, rows.reshape(pairs * n, -1), scratch=True).view(pairs, n, -1)
         weight = self.unembed.weight[class_order(self.output_order)]  # rows in class order
-        logits = torch.addcmul(corrupted["hook_logits"][:, None, :], delta[:, :, None], weight.T[None])
+        logits = torch.addcmul(corrupted["hook_logits"][:, None, :], delta[:, :, None], weight.T.contiguous()[None])
         return self.hook_logits(logits.reshape(pairs * n, -1)).view(pairs, n, -1)
 
     def wiring(self) -> Wiring:
