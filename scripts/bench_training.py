@@ -65,7 +65,8 @@ def memory_worker(regime: str, data, steps: int, device: torch.device) -> dict[s
 
 
 def cost_matrix_bytes(regime: str) -> tuple[int, int, int]:
-    """Bytes of the regime's per-entry loss costs (weights + biases), its swap slot costs, and parameters."""
+    """Bytes of the regime's per-entry loss costs (weights + biases), its swap slot costs, and parameters.
+    Computed here from the wiring, as the regime computes them (whether it keeps the swap costs or not)."""
     _, _, model, method = setup(regime, 1)
     wiring, c = model.wiring(), method.config
     _, loss = cost_terms(wiring, slot_costs(wiring, c.weight_factor, c.layer_separation, c.penalize_last_distance),
@@ -123,8 +124,9 @@ def main() -> None:
     loss, swap, params = cost_matrix_bytes("bimt")
     print(f"\nbimt - vanilla peak: {(peak['bimt'] - peak['vanilla']) / MiB:+.3f} MiB, of which BIMT's per-wire cost "
           "matrices (numel x 4 bytes, from model.wiring()):")
-    print(f"  loss costs {loss / MiB:.3f} MiB (weights + biases) + swap slot costs {swap / MiB:.3f} MiB = "
-          f"{(loss + swap) / MiB:.3f} MiB; the rest is transient (penalty-gradient and swap scratch).")
+    print(f"  loss costs {loss / MiB:.3f} MiB (weights + biases, held) + swap slot costs {swap / MiB:.3f} MiB "
+          f"(held, or built at each swap) = {(loss + swap) / MiB:.3f} MiB;")
+    print("  the rest is transient at the peak step (penalty-gradient temporaries, swap and cost-building scratch).")
     print(f"  For scale: parameters {params / MiB:.3f} MiB; parameters + gradients + two AdamW moments "
           f"{4 * params / MiB:.3f} MiB.")
 

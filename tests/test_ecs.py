@@ -6,7 +6,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from modbench.discovery.ecs import ECSConfig, EffectiveCircuitSize, ecs_fast, ecs_reference, linear_wires
+from modbench.discovery import ecs_fast as ecs
+from modbench.discovery.catalog import ECSConfig
+from modbench.discovery.ecs import EffectiveCircuitSize, ecs_reference, linear_wires
+from modbench.discovery.ecs_fast import ecs_fast
 from modbench.models.base import permute_group
 from modbench.models.catalog import CNNConfig, MLPConfig
 from modbench.models.cnn import HookedCNN
@@ -60,6 +63,27 @@ def test_fast_equals_reference_on_a_relu_mlp(threshold: float, block: int) -> No
     assert 0 < max(kept) < 1  # decisions both ways
 
 
+@pytest.mark.parametrize("band", [None, 1e8, 1e15], ids=["default", "wide", "everything"])
+def test_near_ties_null_weights_and_float32_follow_the_reference(band: float | None, monkeypatch) -> None:
+    """Unused inputs and zero weights (decided from the state's loss), and a widened undecidable band, so
+    that the exact paths (the reference's own arithmetic on the exact state) decide many or all weights."""
+    if band is not None:
+        monkeypatch.setattr(ecs, "TOL_ULPS", band)
+    for dtype in (torch.float64, torch.float32):
+        model = mlp().to(dtype)
+        with torch.no_grad():
+            model.blocks[1].mlp.linear.weight[:, ::3] = 0
+        x = images(24, 12).to(dtype)
+        x[:, :4] = 0
+        kept = assert_same_masks(model, x, linear_weights(model))
+        assert 0 < max(kept) < 1
+    stats: dict = {}
+    ecs.ecs_fast(model, x[2::4], 2, linear_weights(model), stats=stats)
+    assert stats["null"] >= 4 * 7 + 2 * 6 and stats["null"] + stats["effective"] == 150
+    if band == 1e15:
+        assert stats["exact_forwards"] >= stats["effective"]
+
+
 def test_fast_equals_reference_with_permuted_outputs() -> None:
     model = mlp(seed=2)
     permute_group(model.wiring().groups["logits"], torch.tensor([2, 0, 3, 1]))
@@ -107,12 +131,12 @@ def all_needed_model() -> HookedMLP:
 def test_ecs_is_one_when_every_weight_is_needed_and_drops_with_an_unused_input() -> None:
     model = all_needed_model()
     x = 0.5 + images(6, 3, seed=10)
-    result = EffectiveCircuitSize(ECSConfig()).analyse(model, x, torch.zeros(6, dtype=torch.long), n_classes=1)
+    result = EffectiveCircuitSize(ECSConfig()).per_class(model, x, torch.zeros(6, dtype=torch.long), n_classes=1)
     assert result["ecs_per_class"] == [1.0] and result["ecs_mean"] == 1.0
     assert result["kept_per_wire"] == {"blocks.0.mlp.linear": [1.0], "blocks.1.mlp.linear": [1.0], "unembed": [1.0]}
     x[:, 1] = 0  # input 1 is never used: the 4 weights reading it are not needed
     reference = ecs_reference(model, x, 0, linear_weights(model))
-    result = EffectiveCircuitSize(ECSConfig()).analyse(model, x, torch.zeros(6, dtype=torch.long), n_classes=1)
+    result = EffectiveCircuitSize(ECSConfig()).per_class(model, x, torch.zeros(6, dtype=torch.long), n_classes=1)
     assert result["kept_per_wire"]["blocks.0.mlp.linear"] == [8 / 12]
     assert result["ecs_per_class"] == [(12 + 16 + 8 - 4) / 36]
     assert int(reference["blocks.0.mlp.linear.weight"].sum()) == 8
@@ -121,7 +145,7 @@ def test_ecs_is_one_when_every_weight_is_needed_and_drops_with_an_unused_input()
 def test_analyse_reports_per_class_and_per_wire() -> None:
     model = mlp()
     x, y = images(30, 12, seed=11), torch.arange(30) % N_CLASSES
-    result = EffectiveCircuitSize(ECSConfig(max_images=4)).analyse(model, x, y, N_CLASSES)
+    result = EffectiveCircuitSize(ECSConfig(max_images=4)).per_class(model, x, y, N_CLASSES)
     assert set(result) == {"ecs_per_class", "ecs_mean", "kept_per_wire"}
     assert len(result["ecs_per_class"]) == N_CLASSES
     assert result["ecs_mean"] == pytest.approx(sum(result["ecs_per_class"]) / N_CLASSES)
@@ -131,9 +155,10 @@ def test_analyse_reports_per_class_and_per_wire() -> None:
         masks = ecs_reference(model, x[y == c][:4], c, layers)
         kept = sum(int(mask.sum()) for mask in masks.values()) / sum(layer.numel() for layer in layers)
         assert result["ecs_per_class"][c] == pytest.approx(kept)
-        assert result["kept_per_wire"]["unembed"][c] == int(masks["unembed.weight"].sum()) / masks["unembed.weight"].numel()
+        unembed = masks["unembed.weight"]
+        assert result["kept_per_wire"]["unembed"][c] == int(unembed.sum()) / unembed.numel()
     with pytest.raises(ValueError, match="class 4 has no test images"):
-        EffectiveCircuitSize(ECSConfig()).analyse(model, x, y, N_CLASSES + 1)
+        EffectiveCircuitSize(ECSConfig()).per_class(model, x, y, N_CLASSES + 1)
 
 
 def test_config_validation_and_bad_layers() -> None:

@@ -6,6 +6,7 @@ says what replaces the activations of candidates left out of a circuit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from modbench.registries import register_discoverer, register_intervention, register_selection
@@ -56,6 +57,37 @@ class NoConfig:
     """A plugin without settings."""
 
 
+@dataclass(frozen=True)
+class ECSConfig:
+    """``threshold``: a removal is undone when it raises the class's mean CE by more than this (the
+    authors: 0). ``block``: most candidates per batched pass. ``max_images``: at most this many test
+    images per class (the first ones; None: all)."""
+
+    threshold: float = 0.0
+    block: int = 256
+    max_images: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threshold, int | float) or isinstance(self.threshold, bool) \
+                or not math.isfinite(self.threshold):
+            raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
+        for name in ("block", "max_images"):
+            value = getattr(self, name)
+            if value is None and name == "max_images":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# shared by the reference and the fast version: the same copy, inputs, loss and decision rule
+# ----------------------------------------------------------------------------------------------------------
+
+
+register_discoverer("ecs", ECSConfig(), "effective circuit size (Golechha 2025): per class, Linear weights zeroed "
+                    "greedily from the last layer back while the class loss does not rise; ECS = kept / all",
+                    factory="modbench.discovery.ecs:EffectiveCircuitSize", reads="classes",
+                    cost_depends_on_weights=True)
 register_discoverer("activation_patching", ActivationPatchingConfig(),
                     "Nainani's recursive activation patching: each candidate of each site patched clean into "
                     "the corrupted run, batched", factory="modbench.discovery.activation_patching:ActivationPatching",
