@@ -90,7 +90,9 @@ def _default(value: Any, default: Any) -> Any:
 def variant_label(spec: ExperimentSpec, steps: int, default_steps: int) -> str:
     """What differs from the registered defaults, e.g. ``lam=0.02, steps=200``; ``default`` if nothing."""
     task = TASKS.get(spec.task).config
-    canonical = ExperimentSpec(spec.task, spec.method, train_seed=spec.train_seed).resolved()
+    # The discoverer is part of a row's identity (a column), not a variant: compare with its own defaults.
+    canonical = ExperimentSpec(spec.task, spec.method, train_seed=spec.train_seed,
+                               discoverer=spec.discoverer).resolved()
     changes = []
     for name in ("method_config", "model_config", "discoverer_config", "selection_config", "intervention_config"):
         ours, theirs = to_plain(getattr(spec, name)), to_plain(getattr(canonical, name))
@@ -98,8 +100,6 @@ def variant_label(spec: ExperimentSpec, steps: int, default_steps: int) -> str:
             changes += [f"{k}={ours[k]}" for k in ours if ours[k] != theirs.get(k)]
     if spec.model != task.model:
         changes.append(f"model={spec.model}")
-    if spec.discoverer != task.discoverer:
-        changes.append(f"discoverer={spec.discoverer}")
     base = DiscoveryConfig()
     changes += [f"{f.name}={getattr(spec.discovery, f.name)}" for f in dataclasses.fields(base)
                 if getattr(spec.discovery, f.name) != getattr(base, f.name)]

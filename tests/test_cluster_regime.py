@@ -53,3 +53,15 @@ def test_on_off_runs_through_run_experiment_and_every_record_carries_clusterabil
     patched, _ = run_experiment(ExperimentSpec(task="toy_mlp", method="bimt", method_config=bimt,
                                                selection_config=TopKConfig(3)), CPU, show_progress=False)
     assert "clusterability" in patched.metrics
+
+
+def test_ecs_runs_through_run_experiment_on_a_per_class_task():
+    from modbench.discovery.catalog import ECSConfig
+
+    spec = ExperimentSpec(task="toy_mlp", method="vanilla", discoverer="ecs", discoverer_config=ECSConfig(max_images=4))
+    record, _ = run_experiment(spec, CPU, show_progress=False)
+    per_class = record.details["ecs_per_class"]
+    present = len(set(TASKS.get("toy_mlp").build().load(None).y_test.tolist()))
+    assert len(per_class) == present and all(0 <= v <= 1 for v in per_class)
+    assert abs(record.metrics["ecs"]["mean"] - sum(per_class) / present) < 1e-12
+    assert record.discovery_cost_depends_on_weights

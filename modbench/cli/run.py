@@ -63,7 +63,7 @@ def run(
     from modbench.provenance import resolve_device
     from modbench.results.leaderboard import leaderboard
     from modbench.results.store import ResultStore
-    from modbench.viz.figures import connectivity_graph, sparsity_scatter
+    from modbench.viz.figures import connectivity_graph, ecs_bars, on_off_heatmaps, sparsity_scatter
 
     record, outcome = run_experiment(spec, resolve_device(device), data_dir, show_progress=not quiet)
     store = ResultStore(store_path)
@@ -72,8 +72,14 @@ def run(
     table = table[(table["source"] == "ours") | (table["method"] == method)]
     print_table(table, f"{task}: this run beside its published counterpart")
     stem = f"{task}-{method}-{record.dataset}-{record.config_hash}"
-    graph = connectivity_graph(outcome.model, outcome.circuit, figure_dir / f"{stem}-circuit.png",
-                               f"{method} on {task} ({record.variant})")
-    board = leaderboard(store.records(task), task, record.dataset)
-    scatter = sparsity_scatter(board, figure_dir / f"{task}-{record.dataset}-sparsity.png", task)
-    typer.echo(f"record {record.id} ({record.status}) written to {store.path}\nfigures: {graph}\n         {scatter}")
+    label = f"{method} on {task} ({record.variant})"
+    if "needs_clusters" in record.details:
+        figures_made = [on_off_heatmaps(record.details, figure_dir / f"{stem}-on-off.png", label)]
+    elif "ecs_per_class" in record.details:
+        figures_made = [ecs_bars(record.details, figure_dir / f"{stem}-ecs.png", label)]
+    else:
+        board = leaderboard(store.records(task), task, record.dataset)
+        figures_made = [connectivity_graph(outcome.model, outcome.circuit, figure_dir / f"{stem}-circuit.png", label),
+                        sparsity_scatter(board, figure_dir / f"{task}-{record.dataset}-sparsity.png", task)]
+    typer.echo(f"record {record.id} ({record.status}) written to {store.path}\nfigures: "
+               + "\n         ".join(map(str, figures_made)))

@@ -161,10 +161,13 @@ class EffectiveCircuitSize:
     def analyse(self, model: nn.Module, task: Any, data: Any) -> dict[str, Any]:
         """The per-class discoverer protocol: every class of the task's test split."""
         x, y = data.x_test.to(next(model.parameters()).device), task.targets(data.y_test)
-        result = self.per_class(model, x, y.to(x.device), int(y.max()) + 1)
+        y = y.to(x.device)
+        result = self.per_class(model, x, y, int(y.max()) + 1, classes=[int(c) for c in torch.unique(y)])
         return result | {"summary": {"ecs": result["ecs_per_class"]}}
 
-    def per_class(self, model: nn.Module, x_test: Tensor, y_test: Tensor, n_classes: int) -> dict[str, Any]:
+    def per_class(self, model: nn.Module, x_test: Tensor, y_test: Tensor, n_classes: int,
+                  classes: Sequence[int] | None = None) -> dict[str, Any]:
+        """ECS of each class in ``classes`` (default: 0 .. n_classes - 1; a class without images is an error)."""
         from modbench.discovery.ecs_fast import ecs_fast
         wires = linear_wires(model)
         params = dict(model.named_parameters())
@@ -172,7 +175,7 @@ class EffectiveCircuitSize:
         total = sum(layer.numel() for layer in layers)
         per_class: list[float] = []
         kept: dict[str, list[float]] = {wire: [] for wire, _ in wires}
-        for c in range(n_classes):
+        for c in range(n_classes) if classes is None else classes:
             images = x_test[y_test == c]
             if self.config.max_images is not None:
                 images = images[: self.config.max_images]

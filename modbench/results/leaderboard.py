@@ -77,15 +77,17 @@ def leaderboard(records: list[ResultRecord], task: str, dataset: str | None = No
     """Ranked ok cells (best faithfulness first), then failed cells, then the published rows."""
     mine = cells([r for r in records if r.task == task], dataset)
     primary = str(mine["faithfulness_metric"].iloc[0]) if len(mine) else "logit_difference"
+    if len(mine) and f"{primary}_mean" not in mine:  # per-class discoverers rank by their own first metric
+        primary = next(m for m in (*CLASS_METRICS, "discovery_time_s") if f"{m}_mean" in mine)
     ascending = not METRICS.get(primary).higher_is_better
     parts = []
     if len(mine):
         mine = mine.assign(_canonical=mine["variant"] != "default")
         parts.append(mine[mine["status"] == "ok"].sort_values(["_canonical", f"{primary}_mean"],
-                                                              ascending=[True, ascending]))
+                                                              ascending=[True, ascending], na_position="last"))
         parts.append(mine[mine["status"] != "ok"])
     theirs = published(task)
-    if len(theirs):
+    if len(theirs) and f"{primary}_mean" in theirs:
         parts.append(theirs.sort_values(f"{primary}_mean", ascending=ascending))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(FIRST))
     table.attrs["primary"] = primary

@@ -97,3 +97,39 @@ def sparsity_scatter(table: pd.DataFrame, path: Path, title: str) -> Path:
     fig.tight_layout()
     _save(fig, path)
     return path
+
+
+def on_off_heatmaps(details: dict, path: Path, title: str) -> Path:
+    """Golechha et al. Figure 7: class-wise accuracy with only cluster c kept (ON) and with it removed (OFF)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), gridspec_kw={"width_ratios": [4, 4, 2]})
+    classes = details["classes"]
+    for ax, key in zip(axes[:2], ("on_accuracy", "off_accuracy"), strict=True):
+        table = np.array(details[key])
+        image = ax.imshow(table, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(classes)), classes)
+        ax.set_yticks(range(len(table)), [f"cluster {c}" for c in range(len(table))])
+        ax.set_xlabel("class")
+        ax.set_title(f"{key.split('_')[0].upper()}: class accuracy")
+        fig.colorbar(image, ax=ax, fraction=0.04)
+    needs = details["needs_clusters"]
+    axes[2].bar(range(1, len(needs) + 1), needs, color="gray")
+    axes[2].set_xlabel("clusters needed")
+    axes[2].set_ylabel("share of correct samples")
+    axes[2].set_title("fewest sufficient clusters")
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def ecs_bars(details: dict, path: Path, title: str) -> Path:
+    """Effective circuit size per class (share of Linear weights each class needs)."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    values = details["ecs_per_class"]
+    ax.bar(range(len(values)), values, color="steelblue")
+    ax.set_xlabel("class")
+    ax.set_ylabel("ECS (kept / all weights)")
+    ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)
+    return path
