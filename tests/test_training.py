@@ -156,3 +156,36 @@ def test_corrupted_or_mismatched_checkpoint_is_an_error_not_a_retrain(tmp_path):
     with pytest.raises(CheckpointError, match="different config"):
         trained_model(spec, toy_task(), tiny_data(), CPU, store, show_progress=False)
     assert weights.read_bytes() == original
+
+
+def test_weights_left_without_their_sidecar_by_a_kill_are_retrained_over(tmp_path):
+    store = CheckpointStore(tmp_path / "models")
+    spec = spec_for()
+    weights, sidecar = store.paths(spec.checkpoint_name)
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"half a checkpoint")
+    _, first = trained_model(spec, toy_task(), tiny_data(), CPU, store, show_progress=False)
+    assert not first["cached"] and sidecar.exists()
+    _, again = trained_model(spec, toy_task(), tiny_data(), CPU, store, show_progress=False)
+    assert again["cached"]
+    weights.unlink()
+    with pytest.raises(CheckpointError, match="incomplete"):
+        trained_model(spec, toy_task(), tiny_data(), CPU, store, show_progress=False)
+
+
+def test_the_same_seeds_twice_give_identical_result_rows_timings_aside(tmp_path, monkeypatch):
+    """Two runs in separate homes (so the second trains again rather than loading the first's checkpoint)."""
+    from modbench.discovery.catalog import TopKConfig
+    from modbench.experiment import DiscoveryConfig, ExperimentSpec, run_experiment
+
+    def row(home: str):
+        monkeypatch.setenv("MODBENCH_HOME", str(tmp_path / home))
+        spec = ExperimentSpec(task="toy_mlp", method="bimt",
+                              method_config=dataclasses.replace(METHODS.get("bimt").config, swap_top_k=3),
+                              discovery=DiscoveryConfig(boots=3, pairs_per_boot=8), selection_config=TopKConfig(3))
+        record, _ = run_experiment(spec, CPU, show_progress=False)
+        assert not record.costs["train_cached"]
+        metrics = {k: v for k, v in record.metrics.items() if k != "discovery_time_s"}
+        return record.config_hash, record.cell, metrics, record.sparsity_per_wire, record.test_accuracy
+
+    assert row("a") == row("b")

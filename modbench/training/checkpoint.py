@@ -31,8 +31,9 @@ class CheckpointStore:
         return self.root / f"{name}.pt", self.root / f"{name}.json"
 
     def exists(self, name: str) -> bool:
-        weights, sidecar = self.paths(name)
-        return weights.exists() or sidecar.exists()
+        """The sidecar, written last, marks a complete checkpoint: weights without it are what a kill between
+        the two writes leaves, and are simply overwritten by the next save."""
+        return self.paths(name)[1].exists()
 
     def save(self, name: str, model: nn.Module, config: dict[str, Any], info: dict[str, Any]) -> Path:
         weights, sidecar = self.paths(name)
