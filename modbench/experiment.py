@@ -152,7 +152,9 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
     floor = task.config.quality_floor
     failed = info["test_accuracy"] < floor
     plain = to_plain(spec) | {"train": to_plain(train_cfg), "training_hash": training_spec.hash}
-    cell_config = {k: v for k, v in plain.items() if k != "train_seed"} | {"train": to_plain(train_cfg) | {"seed": None}}
+    # A cell is the config without the training seed (the training hash contains the seed too).
+    cell_config = ({k: v for k, v in plain.items() if k not in ("train_seed", "training_hash")}
+                   | {"train": to_plain(train_cfg) | {"seed": None}})
     x_test = data.x_test[:1000].to(device)
     peak = info["peak_memory_bytes"]
     record = ResultRecord(

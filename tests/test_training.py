@@ -189,3 +189,16 @@ def test_the_same_seeds_twice_give_identical_result_rows_timings_aside(tmp_path,
         return record.config_hash, record.cell, metrics, record.sparsity_per_wire, record.test_accuracy
 
     assert row("a") == row("b")
+
+
+def test_training_seeds_of_one_config_share_a_cell_and_differ_in_config_hash():
+    from modbench.discovery.catalog import TopKConfig
+    from modbench.experiment import DiscoveryConfig, ExperimentSpec, run_experiment
+
+    def record(seed: int):
+        spec = ExperimentSpec(task="toy_mlp", method="l1", train_seed=seed, selection_config=TopKConfig(3),
+                              discovery=DiscoveryConfig(boots=2, pairs_per_boot=4))
+        return run_experiment(spec, CPU, show_progress=False)[0]
+
+    one, two = record(1), record(2)
+    assert one.cell == two.cell and one.config_hash != two.config_hash and one.variant == two.variant
