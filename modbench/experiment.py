@@ -113,7 +113,7 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
     """Run one experiment; returns the record and the outcome (model, circuit, scores) for figures.
     ``data`` injects a task's data (tests, notebooks) instead of loading it."""
     from modbench.discovery.modularity import bsgc_clusterability
-    from modbench.pipeline import TrainingSpec, task_train_config, trained_model
+    from modbench.pipeline import task_training_spec, trained_model
     from modbench.scoring import analyse_classes, discover_and_score
     from modbench.stats import summarize
 
@@ -126,10 +126,10 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
         selection.check(MODELS.get(spec.model).build(spec.model_config).sites())
     data = task.load(data_dir) if data is None else data
     default_steps = task.config.steps_for(data.source)
-    train_cfg = task_train_config(task.config, data.source, spec.steps, spec.train_seed)
+    training_spec = task_training_spec(spec.method, spec.method_config, spec.model, spec.model_config,
+                                       task.config, data.source, spec.steps, spec.train_seed)
+    train_cfg = training_spec.train
     steps = train_cfg.steps
-    training_spec = TrainingSpec(spec.method, spec.method_config, spec.model, spec.model_config, train_cfg,
-                                 task.config.dataset, data.source)
     try:
         model, training = trained_model(training_spec, task, data, device, show_progress=show_progress)
     except TrainingFailed as error:
@@ -145,7 +145,7 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
         intervention = INTERVENTIONS.get(spec.discovery.intervention).build(spec.intervention_config)
         outcome = discover_and_score(model, task, pairs, found, selection, intervention, spec.discovery, device)
         n_pairs = len(pairs)
-    modularity = bsgc_clusterability(model) if _has_hidden_wires(model) else {}
+    modularity = bsgc_clusterability(model)  # empty for a model without hidden-to-hidden matrices
     if modularity:
         outcome.metrics["clusterability"] = summarize(torch.tensor(list(modularity.values())))
     info = training["training"]
@@ -186,12 +186,6 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
                     "checkpoint": training["checkpoint_path"]},
     )
     return record, outcome
-
-
-def _has_hidden_wires(model: Any) -> bool:
-    from modbench.methods.cluster import clustered_wires
-
-    return bool(clustered_wires(model.wiring(), ()))
 
 
 @torch.no_grad()

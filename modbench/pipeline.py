@@ -92,11 +92,14 @@ class TrainingSpec:
         return f"{self.method}-{self.model}-{self.data_source}-{self.hash}"
 
 
-def task_train_config(task_config: Any, source: str, steps: int | None, seed: int) -> TrainConfig:
-    """The task's training config for a data source, with the run's step budget (None: the task's) and seed."""
+def task_training_spec(method: str, method_config: Any, model: str, model_config: Any, task_config: Any,
+                       source: str, steps: int | None, seed: int) -> TrainingSpec:
+    """What a task trains for a data source: its training config with the run's step budget (None: the
+    task's budget for that source) and seed."""
     steps = steps or task_config.steps_for(source)
-    return dataclasses.replace(task_config.train, steps=steps, seed=seed,
-                               eval_every=min(task_config.train.eval_every, steps))
+    train_cfg = dataclasses.replace(task_config.train, steps=steps, seed=seed,
+                                    eval_every=min(task_config.train.eval_every, steps))
+    return TrainingSpec(method, method_config, model, model_config, train_cfg, task_config.dataset, source)
 
 
 def build_model(spec: TrainingSpec) -> nn.Module:

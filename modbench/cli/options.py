@@ -41,3 +41,8 @@ def check_data_dir(data_dir: Path | None) -> None:
 def check_seed(name: str, value: int) -> None:
     if value < 0:
         raise UserError(f"--{name} must be >= 0, got {value}")
+
+
+def check_steps(steps: int | None) -> None:
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps must be >= 1, got {steps}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from modbench.cli.app import app
-from modbench.cli.options import check_data_dir, check_seed, check_writable_dir, check_writable_file, results_path
+from modbench.cli.options import check_data_dir, check_seed, check_steps, check_writable_dir, check_writable_file, results_path
 from modbench.errors import UserError
 from modbench.paths import modbench_home
 
@@ -42,8 +42,7 @@ def run(
 
     for name, value in (("seed", seed), ("pair-seed", pair_seed), ("boot-seed", boot_seed)):
         check_seed(name, value)
-    if steps is not None and steps < 1:
-        raise UserError(f"--steps must be >= 1, got {steps}")
+    check_steps(steps)
     try:
         discovery = DiscoveryConfig(boots=boots, pairs_per_boot=pairs, intervention=ablation,
                                     pair_seed=pair_seed, boot_seed=boot_seed)

@@ -8,8 +8,7 @@ from pathlib import Path
 import typer
 
 from modbench.cli.app import app
-from modbench.cli.options import check_data_dir, check_seed
-from modbench.errors import UserError
+from modbench.cli.options import check_data_dir, check_seed, check_steps
 
 
 def load_or_train(method: str, task: str, model: str | None, steps: int | None, seed: int, device: str | None,
@@ -19,23 +18,21 @@ def load_or_train(method: str, task: str, model: str | None, steps: int | None, 
     from modbench.registries import METHODS, MODELS, TASKS
 
     check_seed("seed", seed)
-    if steps is not None and steps < 1:
-        raise UserError(f"--steps must be >= 1, got {steps}")
+    check_steps(steps)
     method_config = override(METHODS.get(method).config, overrides)
     task_spec = TASKS.get(task)
     model_key = model or task_spec.config.model
     model_config = MODELS.get(model_key).config
     check_data_dir(data_dir)
 
-    from modbench.pipeline import TrainingSpec, task_train_config, trained_model
+    from modbench.pipeline import task_training_spec, trained_model
     from modbench.provenance import resolve_device
 
     torch_device = resolve_device(device)
     task_impl = task_spec.build()
     data = task_impl.load(data_dir)
-    train_cfg = task_train_config(task_spec.config, data.source, steps, seed)
-    spec = TrainingSpec(method, method_config, model_key, model_config, train_cfg, task_spec.config.dataset,
-                        data.source)
+    spec = task_training_spec(method, method_config, model_key, model_config, task_spec.config, data.source, steps,
+                              seed)
     trained, record = trained_model(spec, task_impl, data, torch_device, show_progress=not quiet)
     return trained, record, spec, task_impl, data
 

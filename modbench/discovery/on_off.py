@@ -57,16 +57,13 @@ class OnOff:
         full_correct = task.readout(model(x)).argmax(-1) == targets
         subsets = [s for n in range(1, k + 1) for s in itertools.combinations(range(k), n)]
         member = torch.tensor([[c in s for c in range(k)] for s in subsets], device=device)  # (subsets, k)
-        sites = [s for s in model.sites() if s.group in labels]
-        zeros = {}
+        # Each candidate's cluster (a head covers several neurons of its group: the first one's label).
+        cluster_of = {s.name: labels[s.group].to(device).view(s.size, -1)[:, 0] for s in model.sites()
+                      if s.group in labels}
+        zeros = {name: torch.zeros((), device=device) for name in cluster_of}
         correct = torch.empty(len(subsets), len(x), dtype=torch.bool, device=device)
         for index in range(len(subsets)):
-            keep = {}
-            for site in sites:
-                per_candidate = labels[site.group].to(device).view(site.size, -1)[:, 0]
-                keep[site.name] = member[index][per_candidate].expand(len(x), -1)
-                if site.name not in zeros:
-                    zeros[site.name] = torch.zeros((), device=device)
+            keep = {name: member[index][of].expand(len(x), -1) for name, of in cluster_of.items()}
             correct[index] = task.readout(run_circuits(model, x, keep, zeros)).argmax(-1) == targets
         size = member.sum(1)
         classes = torch.unique(targets)

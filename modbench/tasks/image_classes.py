@@ -1,11 +1,10 @@
-"""Image classification read per class: each class's test images form the set a per-class discoverer
-(ECS, ON/OFF) analyses. Contrastive pairs, for pair-based discoverers, are each test image against the
+"""Image classification read per class: per-class discoverers (ECS, ON/OFF) analyse each class's test
+images. Contrastive pairs, for pair-based discoverers, are each test image against the
 next test image of another class (seeded shuffle)."""
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from modbench.data.dataset import TaskData
 from modbench.tasks.base import ContrastivePairs
@@ -15,9 +14,6 @@ from modbench.tasks.image_pairs import ImageTask
 
 class ImageClassTask(ImageTask):
     config: ClassTaskConfig
-
-    def class_sets(self, data: TaskData) -> dict[int, Tensor]:
-        return {int(c): data.x_test[data.y_test == c] for c in torch.unique(data.y_test)}
 
     def contrast(self, data: TaskData, seed: int) -> ContrastivePairs:
         generator = torch.Generator().manual_seed(seed)
