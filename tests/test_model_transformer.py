@@ -43,7 +43,7 @@ def test_class_and_construction() -> None:
         warnings.simplefilter("always")
         model = ModularTransformer(TINY)
     assert not [w for w in caught if "deprecated" in str(w.message)]
-    assert model.modbench_cfg is TINY and model.cfg.d_vocab_out == 5 and model.cfg.init_weights
+    assert model.cfg.d_vocab_out == 5 and model.cfg.init_weights and model.cfg.n_heads == TINY.n_heads
     assert not any(k.startswith("coords_") for k in model.state_dict())
     with pytest.raises(ValueError, match="act_fn"):
         ModularTransformer(TransformerConfig(act_fn="tanh"))
@@ -92,6 +92,15 @@ def test_run_from_matches_forward(cfg: TransformerConfig) -> None:
         torch.testing.assert_close(model.run_from(hook, cache[hook]), logits, rtol=0, atol=1e-12)
 
 
+def allowed_permutation(group, generator: torch.Generator) -> Tensor:
+    """A random non-identity permutation the group allows (within its blocks, if any)."""
+    block = group.block or group.size
+    while True:
+        perm = torch.cat([torch.randperm(block, generator=generator) + start for start in range(0, group.size, block)])
+        if not torch.equal(perm, torch.arange(group.size)):
+            return perm
+
+
 @CONFIGS
 def test_permutations_preserve_function(cfg: TransformerConfig) -> None:
     model, x = make(cfg), tokens(cfg)
@@ -99,18 +108,14 @@ def test_permutations_preserve_function(cfg: TransformerConfig) -> None:
     params = {name: p.detach().clone() for name, p in model.named_parameters()}
     wiring = model.wiring()
     permutable = [name for name, g in wiring.groups.items() if g.permutable]
-    assert permutable == ["resid", *[f"blocks.{l}.mlp" for l in range(cfg.n_layers)]]
+    assert permutable == ["resid", *[f"blocks.{l}.{g}" for l in range(cfg.n_layers) for g in ("attn.qk", "attn.vo", "mlp")]]
     generator = torch.Generator().manual_seed(3)
     for name in permutable:
-        group = wiring.groups[name]
-        perm = torch.randperm(group.size, generator=generator)
-        while torch.equal(perm, torch.arange(group.size)):
-            perm = torch.randperm(group.size, generator=generator)
-        permute_group(group, perm)
+        permute_group(wiring.groups[name], allowed_permutation(wiring.groups[name], generator))
     torch.testing.assert_close(model(x), before, rtol=0, atol=1e-10)
     changed = {name for name, p in model.named_parameters() if not torch.equal(p, params[name])}
-    # only the Q/K/V biases (head, d_head) and the unembedding bias (logits) index neither group
-    assert changed == {name for name in params if name.rsplit(".", 1)[-1] not in ("b_Q", "b_K", "b_V", "b_U")}
+    # only the unembedding bias (logits) indexes none of the groups
+    assert changed == {name for name in params if not name.endswith("b_U")}
 
 
 @CONFIGS

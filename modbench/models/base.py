@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.hook_points import HookedRootModule
 
@@ -56,31 +56,73 @@ class Site:
 
 @dataclass(frozen=True)
 class PermSite:
-    """One tensor dimension that a permutation of a neuron group moves. ``view`` reshapes the tensor first
-    (e.g. an fc weight (out, channels * h * w) seen as (out, channels, h * w)); None keeps its shape."""
+    """The tensor dimension(s) that a permutation of a neuron group moves. Several ``dim`` are flattened
+    row-major (W_Q's (head, d_head) dims 0 and 2 index one group of n_heads * d_head neurons). ``view``
+    reshapes the tensor first (an fc weight (out, channels * h * w) seen as (out, channels, h * w))."""
 
     tensor: Tensor
-    dim: int
+    dim: int | tuple[int, ...]
     view: tuple[int, ...] | None = None
 
     def viewed(self, tensor: Tensor | None = None) -> Tensor:
         tensor = self.tensor if tensor is None else tensor
         return tensor if self.view is None else tensor.view(self.view)
 
+    def permute_(self, perm: Tensor, tensor: Tensor | None = None) -> None:
+        """Reorder ``tensor`` (default: the site's own; e.g. an optimizer moment shaped like it) in place:
+        new index s along the (flattened) dims holds old index ``perm[s]``."""
+        view = self.viewed(tensor)
+        dims = (self.dim,) if isinstance(self.dim, int) else self.dim
+        rest = [d for d in range(view.dim()) if d not in dims]
+        moved = view.permute(*dims, *rest)
+        flat = moved.reshape(-1, *moved.shape[len(dims):]).index_select(0, perm.to(view.device))
+        moved.copy_(flat.view(moved.shape))
+
 
 @dataclass(frozen=True)
 class NeuronGroup:
     """Neurons placed at ``coords`` (n, 2). ``permutable`` groups may be swapped (BIMT); ``sites`` are
-    every tensor dimension that must move with them."""
+    every tensor dimension that must move with them. ``block`` > 0 restricts permutations to within
+    consecutive blocks of that size (a head's d_head query/key dimensions can be reordered together, but
+    not moved to another head on their own)."""
 
     name: str
     coords: Float[Tensor, "n 2"]
     permutable: bool
     sites: tuple[PermSite, ...] = ()
+    block: int = 0
+
+    def __post_init__(self) -> None:
+        if self.block < 0 or (self.block and self.size % self.block):
+            raise ValueError(f"group {self.name}: block {self.block} does not divide its {self.size} neurons")
 
     @property
     def size(self) -> int:
         return int(self.coords.shape[0])
+
+    def check_permutation(self, perm: Tensor) -> None:
+        """A permutation this group allows (within its blocks, if any), else ValueError."""
+        n = self.size
+        if perm.shape != (n,) or not torch.equal(perm.sort().values.cpu(), torch.arange(n)):
+            raise ValueError(f"group {self.name}: not a permutation of its {n} neurons")
+        if self.block and not torch.equal(perm.cpu() // self.block, torch.arange(n) // self.block):
+            raise ValueError(f"group {self.name}: a permutation must stay within blocks of {self.block}")
+
+
+@dataclass(frozen=True)
+class TiedBlocks:
+    """Whole blocks of several groups moved as one: block b of every member group (its neurons
+    b * block .. (b + 1) * block - 1) goes to the same new place, e.g. an attention head's query/key
+    dimensions (one group) and its value/output dimensions (another) swapped with another head's."""
+
+    name: str
+    members: tuple[str, ...]
+    block: int
+
+    def expand(self, block_perm: Int[Tensor, " blocks"]) -> Int[Tensor, " n"]:
+        """The neuron permutation of each member group for a permutation of its blocks."""
+        offsets = torch.arange(self.block, device=block_perm.device)
+        return (block_perm[:, None] * self.block + offsets).flatten()
 
 
 @dataclass(frozen=True)
@@ -132,6 +174,7 @@ class Wire:
 class Wiring:
     groups: dict[str, NeuronGroup]
     wires: tuple[Wire, ...]
+    tied: tuple[TiedBlocks, ...] = ()
 
     def touching(self, group: str) -> tuple[list[Wire], list[Wire]]:
         """(wires writing ``group``, wires reading it)."""
@@ -148,15 +191,30 @@ def class_order(output_order: Tensor) -> Tensor:
 def permute_group(group: NeuronGroup, perm: Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
     """Apply ``perm`` (new slot s holds old neuron perm[s]) to every site of ``group``; with ``optimizer``,
     Adam-style moment buffers of the permuted parameters move too."""
+    group.check_permutation(perm)
+    _move(group, perm, optimizer)
+
+
+def permute_blocks(wiring: Wiring, tied: TiedBlocks, block_perm: Tensor,
+                   optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Move whole blocks of every member group of ``tied`` together (new place b holds old block
+    ``block_perm[b]``), e.g. attention heads."""
+    members = [wiring.groups[name] for name in tied.members]
+    blocks = members[0].size // tied.block
+    if block_perm.shape != (blocks,) or not torch.equal(block_perm.sort().values.cpu(), torch.arange(blocks)):
+        raise ValueError(f"{tied.name}: not a permutation of its {blocks} blocks")
+    for group in members:
+        _move(group, tied.expand(block_perm), optimizer)
+
+
+def _move(group: NeuronGroup, perm: Tensor, optimizer: torch.optim.Optimizer | None) -> None:
     with torch.no_grad():
         for site in group.sites:
-            view = site.viewed()
-            view.copy_(view.index_select(site.dim, perm.to(view.device)))
+            site.permute_(perm)
             state = optimizer.state.get(site.tensor, {}) if optimizer is not None else {}
             for value in state.values():
                 if isinstance(value, Tensor) and value.shape == site.tensor.shape:
-                    moment = site.viewed(value)
-                    moment.copy_(moment.index_select(site.dim, perm.to(value.device)))
+                    site.permute_(perm, value)
 
 
 class ModelAdapter(HookedRootModule):

@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from modbench.models.base import ModelAdapter, NeuronGroup, PermSite, Site, Wire, Wiring
+from modbench.models.base import ModelAdapter, NeuronGroup, PermSite, Site, TiedBlocks, Wire, Wiring
 from modbench.models.catalog import TransformerConfig
 from modbench.models.geometry import layer_coords
 
@@ -28,22 +28,25 @@ _RESUME = re.compile(r"blocks\.(\d+)\.hook_resid_pre")
 
 
 class ModularTransformer(HookedTransformer, ModelAdapter):
-    """``HookedTransformer`` (``self.cfg`` is its config) built from a modbench :class:`TransformerConfig`
-    (``self.modbench_cfg``). Group coordinates are buffers (``.to()`` moves them), non-persistent since the
-    config fixes them: the state dict is exactly a HookedTransformer's."""
+    """``HookedTransformer`` built from a modbench :class:`TransformerConfig` or from a TransformerLens
+    ``HookedTransformerConfig`` (a pretrained architecture); ``self.cfg`` is TransformerLens's config either
+    way and everything here reads it. Group coordinates are buffers (``.to()`` moves them), non-persistent
+    since the config fixes them: the state dict is exactly a HookedTransformer's."""
 
-    def __init__(self, cfg: TransformerConfig) -> None:
-        if cfg.act_fn not in TL_ACTIVATIONS:
-            raise ValueError(f"a transformer's act_fn must be one of {TL_ACTIVATIONS}, got {cfg.act_fn!r}")
-        tl_cfg = HookedTransformerConfig(
-            n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=cfg.d_head, d_mlp=cfg.d_mlp,
-            d_vocab=cfg.d_vocab, d_vocab_out=cfg.d_vocab_out, n_ctx=cfg.n_ctx, act_fn=cfg.act_fn,
-            normalization_type=cfg.normalization_type, init_weights=True, device="cpu",
-        )  # no seed: TransformerLens would reseed every RNG; the caller seeds torch
+    def __init__(self, cfg: TransformerConfig | HookedTransformerConfig) -> None:
+        if isinstance(cfg, TransformerConfig):
+            if cfg.act_fn not in TL_ACTIVATIONS:
+                raise ValueError(f"a transformer's act_fn must be one of {TL_ACTIVATIONS}, got {cfg.act_fn!r}")
+            cfg = HookedTransformerConfig(
+                n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=cfg.d_head,
+                d_mlp=cfg.d_mlp, d_vocab=cfg.d_vocab, d_vocab_out=cfg.d_vocab_out, n_ctx=cfg.n_ctx,
+                act_fn=cfg.act_fn, normalization_type=cfg.normalization_type, init_weights=True, device="cpu",
+            )  # no seed: TransformerLens would reseed every RNG; the caller seeds torch
+        if cfg.d_mlp is None or cfg.attn_only or cfg.gated_mlp:
+            raise ValueError("ModularTransformer needs plain (not gated) MLP blocks")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "HookedTransformer is deprecated", DeprecationWarning)
-            super().__init__(tl_cfg)
-        self.modbench_cfg = cfg
+            super().__init__(cfg)
         for name, (size, _) in self._group_specs().items():
             self.register_buffer(self._coords_name(name), layer_coords(size, is_output=name == "logits"),
                                  persistent=False)
@@ -62,7 +65,7 @@ class ModularTransformer(HookedTransformer, ModelAdapter):
     # --- sites and resumption
 
     def sites(self) -> tuple[Site, ...]:
-        c = self.modbench_cfg
+        c = self.cfg
         return tuple(
             site
             for l in range(c.n_layers)
@@ -74,7 +77,7 @@ class ModularTransformer(HookedTransformer, ModelAdapter):
 
     def resume_hook(self, site: Site) -> str:
         match = _SITE.fullmatch(site.name)
-        if match is None or int(match[1]) >= self.modbench_cfg.n_layers:
+        if match is None or int(match[1]) >= self.cfg.n_layers:
             raise KeyError(f"{site.name!r} is not a candidate site of this transformer")
         return f"blocks.{match[1]}.hook_resid_pre"
 
@@ -83,20 +86,20 @@ class ModularTransformer(HookedTransformer, ModelAdapter):
     ) -> Float[Tensor, "batch pos d_vocab_out"]:
         """Continue from block l's residual input (``hook`` = ``blocks.{l}.hook_resid_pre``, which fires)."""
         match = _RESUME.fullmatch(hook)
-        if match is None or int(match[1]) >= self.modbench_cfg.n_layers:
+        if match is None or int(match[1]) >= self.cfg.n_layers:
             raise KeyError(f"cannot resume the transformer from {hook!r} (expected blocks.L.hook_resid_pre, "
-                           f"L < {self.modbench_cfg.n_layers})")
+                           f"L < {self.cfg.n_layers})")
         return self.forward(value, start_at_layer=int(match[1]))
 
     # --- wiring
 
     def _group_specs(self) -> dict[str, tuple[int, bool]]:
         """Group name -> (size, permutable), input to output."""
-        c = self.modbench_cfg
+        c = self.cfg
         specs = {"tokens": (c.d_vocab, False), "positions": (c.n_ctx, False), "resid": (c.d_model, True)}
         for l in range(c.n_layers):
-            specs[f"blocks.{l}.attn.qk"] = (c.n_heads * c.d_head, False)  # tied within-head swaps: later
-            specs[f"blocks.{l}.attn.vo"] = (c.n_heads * c.d_head, False)
+            specs[f"blocks.{l}.attn.qk"] = (c.n_heads * c.d_head, True)  # within heads (see wiring)
+            specs[f"blocks.{l}.attn.vo"] = (c.n_heads * c.d_head, True)
             specs[f"blocks.{l}.mlp"] = (c.d_mlp, True)
         specs["logits"] = (c.d_vocab_out, False)
         return specs
@@ -108,22 +111,31 @@ class ModularTransformer(HookedTransformer, ModelAdapter):
     def wiring(self) -> Wiring:
         """Groups tokens, positions -> resid <-> per block attn.qk, attn.vo, mlp -> logits. The residual group
         lists every dimension indexing the stream (embeddings, Q/K/V inputs, O/MLP in and out, LayerNorm
-        scales and shifts, unembedding); qk and vo flatten (head, d_head) row-major."""
+        scales and shifts, unembedding); qk and vo flatten (head, d_head) row-major. Function-preserving
+        permutations: any of resid or an MLP layer; within each head, Q and K dimensions together (qk) and
+        V and O dimensions together (vo); whole heads (``tied``: a head's qk and vo blocks move as one)."""
+        c = self.cfg
         sites: dict[str, list[PermSite]] = {name: [] for name in self._group_specs()}
         resid = sites["resid"]
-        embed, pos, unembed = self.embed.W_E, self.pos_embed.W_pos, self.unembed
-        resid += [PermSite(embed, 1), PermSite(pos, 1)]
-        wires = [
-            Wire("embed.W_E", embed, reads="tokens", writes="resid", out_dims=(1,), in_dims=(0,)),
-            Wire("pos_embed.W_pos", pos, reads="positions", writes="resid", out_dims=(1,), in_dims=(0,)),
-        ]
+        embed, unembed = self.embed.W_E, self.unembed
+        resid.append(PermSite(embed, 1))
+        wires = [Wire("embed.W_E", embed, reads="tokens", writes="resid", out_dims=(1,), in_dims=(0,))]
+        if hasattr(self, "pos_embed"):  # not with rotary embeddings
+            resid.append(PermSite(self.pos_embed.W_pos, 1))
+            wires.append(Wire("pos_embed.W_pos", self.pos_embed.W_pos, reads="positions", writes="resid",
+                              out_dims=(1,), in_dims=(0,)))
+        tied = []
         for l, block in enumerate(self.blocks):
             attn, mlp, prefix = block.attn, block.mlp, f"blocks.{l}"
             qk, vo, hidden = f"{prefix}.attn.qk", f"{prefix}.attn.vo", f"{prefix}.mlp"
             resid += [PermSite(attn.W_Q, 1), PermSite(attn.W_K, 1), PermSite(attn.W_V, 1), PermSite(attn.W_O, 2),
                       PermSite(attn.b_O, 0), PermSite(mlp.W_in, 0), PermSite(mlp.W_out, 1), PermSite(mlp.b_out, 0)]
             resid += [PermSite(p, 0) for p in (*block.ln1.parameters(), *block.ln2.parameters())]  # LN w, b
+            sites[qk] += [PermSite(attn.W_Q, (0, 2)), PermSite(attn.W_K, (0, 2)),
+                          PermSite(attn.b_Q, (0, 1)), PermSite(attn.b_K, (0, 1))]
+            sites[vo] += [PermSite(attn.W_V, (0, 2)), PermSite(attn.b_V, (0, 1)), PermSite(attn.W_O, (0, 1))]
             sites[hidden] += [PermSite(mlp.W_in, 1), PermSite(mlp.b_in, 0), PermSite(mlp.W_out, 0)]
+            tied.append(TiedBlocks(f"{prefix}.attn.heads", (qk, vo), c.d_head))
             wires += [
                 Wire(f"{prefix}.attn.W_Q", attn.W_Q, reads="resid", writes=qk, out_dims=(0, 2), in_dims=(1,),
                      bias=attn.b_Q),
@@ -144,7 +156,8 @@ class ModularTransformer(HookedTransformer, ModelAdapter):
         wires.append(Wire("unembed.W_U", unembed.W_U, reads="resid", writes="logits", out_dims=(1,), in_dims=(0,),
                           bias=unembed.b_U, is_last=True))
         groups = {
-            name: NeuronGroup(name, getattr(self, self._coords_name(name)), permutable, tuple(sites[name]))
+            name: NeuronGroup(name, getattr(self, self._coords_name(name)), permutable, tuple(sites[name]),
+                              block=c.d_head if name.endswith((".qk", ".vo")) else 0)
             for name, (_, permutable) in self._group_specs().items()
         }
-        return Wiring(groups, tuple(wires))
+        return Wiring(groups, tuple(wires), tuple(tied))
