@@ -25,6 +25,8 @@ class MetricSpec:
 METRICS: Registry[MetricSpec] = Registry("metric")
 for _spec in (
     MetricSpec("logit_difference", "logit difference", False, fn="modbench.discovery.metric_fns:logit_difference"),
+    MetricSpec("logit_margin", "logit difference (correct - mean other)", True,
+               fn="modbench.discovery.metric_fns:logit_margin"),
     MetricSpec("kl_divergence", "KL(model || circuit)", False, fn="modbench.discovery.metric_fns:kl_divergence"),
     MetricSpec("circuit_accuracy", "circuit accuracy", True, fn="modbench.discovery.metric_fns:correct"),
     MetricSpec("sparsity", "circuit sparsity", True),

@@ -57,3 +57,41 @@ class ClassTaskConfig:
 
     def steps_for(self, source: str) -> int:
         return dict(self.steps_by_source).get(source, self.train.steps)
+
+
+FULL_BATCH = 1 << 30  # larger than any split: every step sees the whole training set
+
+
+@dataclass(frozen=True)
+class ModularAdditionConfig:
+    """(a + b) mod p from the tokens [a, b, =], read at the last position (Nanda et al.; Golechha et al.'s
+    1-layer transformer). All p^2 pairs are split once by ``split_seed`` into ``train_fraction`` for
+    training and the rest for testing. Full-batch AdamW, weight decay 1.0, betas (0.9, 0.98)."""
+
+    p: int = 113
+    train_fraction: float = 0.3
+    split_seed: int = 0
+    model: str = "modadd_transformer"
+    metric: str = "logit_margin"
+    discoverer: str = "activation_patching"
+    quality_floor: float = 0.9
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=10_000, batch_size=FULL_BATCH, lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98), loss="cross_entropy",
+        eval_every=100))
+    steps_by_source: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.p, int) or self.p < 3:
+            raise ValueError(f"p must be an integer >= 3, got {self.p!r}")
+        if not 0 < self.train_fraction < 1:
+            raise ValueError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
+        if not 0 <= self.quality_floor <= 1:
+            raise ValueError(f"quality_floor must be in [0, 1], got {self.quality_floor}")
+
+    @property
+    def dataset(self) -> str:
+        """Names the data (and so the checkpoints): p, the split and its seed."""
+        return f"modadd-p{self.p}-train{self.train_fraction:g}-split{self.split_seed}"
+
+    def steps_for(self, source: str) -> int:
+        return dict(self.steps_by_source).get(source, self.train.steps)
