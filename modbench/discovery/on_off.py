@@ -28,18 +28,23 @@ from modbench.tasks.base import Task
 
 
 def cluster_labels(model: ModelAdapter, config: OnOffConfig) -> tuple[str, dict[str, Tensor]]:
-    """The chosen wire's name and, for its read and write groups, each neuron's cluster."""
+    """The clustered wire(s) and each neuron's cluster in the groups they touch. Contiguous clusters (what
+    the ``cluster`` regime trains) label every group of every clustered wire (``config.wire``, or all hidden
+    wires), aligned as in training: in a transformer cluster c is head c and MLP block c. BSGC clusters one
+    wire (``config.wire``, or the last hidden wire): its read and write groups."""
     wiring = model.wiring()
     candidates = clustered_wires(wiring, (config.wire,) if config.wire else ())
     if not candidates:
         raise UserError("the model has no wire between two hidden groups to cluster")
-    wire = candidates[-1]
     groups = wiring.groups
     if config.clusters == "contiguous":
-        rows = contiguous_labels(groups[wire.writes].size, config.k)
-        cols = contiguous_labels(groups[wire.reads].size, config.k)
-    else:
-        rows, cols = bsgc(wire.matrix(), config.k, seed=config.seed)
+        touched = dict.fromkeys(g for w in candidates for g in (w.writes, w.reads))
+        if any(groups[g].size < config.k for g in touched):
+            raise UserError(f"k={config.k} is larger than a clustered group")
+        name = config.wire or f"{len(candidates)} hidden wires"
+        return name, {g: contiguous_labels(groups[g].size, config.k) for g in touched}
+    wire = candidates[-1]
+    rows, cols = bsgc(wire.matrix(), config.k, seed=config.seed)
     return wire.name, {wire.writes: rows, wire.reads: cols}
 
 
