@@ -70,6 +70,9 @@ class ExperimentSpec:
         task = TASKS.get(self.task)
         model = self.model or task.config.model
         discoverer = self.discoverer or task.config.discoverer
+        if task.traits.get("reads") == "classes" and DISCOVERERS.get(discoverer).traits.get("reads") != "classes":
+            raise UserError(f"task {self.task!r} is read per class: pair discoverers such as {discoverer!r} do not "
+                            "apply (use a per-class one, e.g. on_off)")
         SELECTIONS.get(self.discovery.selection)
         INTERVENTIONS.get(self.discovery.intervention)
         return dataclasses.replace(
@@ -112,13 +115,13 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
                    show_progress: bool = True, data: Any = None) -> tuple[ResultRecord, Any]:
     """Run one experiment; returns the record and the outcome (model, circuit, scores) for figures.
     ``data`` injects a task's data (tests, notebooks) instead of loading it."""
-    from modbench.discovery.modularity import bsgc_clusterability
-    from modbench.pipeline import task_training_spec, trained_model
+    from modbench.discovery.modularity import bsgc_clusterability, contiguous_clusterability
+    from modbench.pipeline import build_task, task_training_spec, trained_model
     from modbench.scoring import analyse_classes, discover_and_score
     from modbench.stats import summarize
 
     spec = spec.resolved()
-    task = TASKS.get(spec.task).build()
+    task = build_task(spec.task, spec.model_config)
     discoverer = DISCOVERERS.get(spec.discoverer)
     reads_classes = discoverer.traits.get("reads") == "classes"
     selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
@@ -145,6 +148,8 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
         intervention = INTERVENTIONS.get(spec.discovery.intervention).build(spec.intervention_config)
         outcome = discover_and_score(model, task, pairs, found, selection, intervention, spec.discovery, device)
         n_pairs = len(pairs)
+    if hasattr(task, "evaluate"):  # a task's own held-out metrics (e.g. perplexity), as summaries
+        outcome.metrics.update(task.evaluate(model, data))
     modularity = bsgc_clusterability(model)  # empty for a model without hidden-to-hidden matrices
     if modularity:
         outcome.metrics["clusterability"] = summarize(torch.tensor(list(modularity.values())))
@@ -155,7 +160,7 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
     # A cell is the config without the training seed (the training hash contains the seed too).
     cell_config = ({k: v for k, v in plain.items() if k not in ("train_seed", "training_hash")}
                    | {"train": to_plain(train_cfg) | {"seed": None}})
-    x_test = data.x_test[:1000].to(device)
+    x_test = data.x_test[: getattr(task, "eval_batch_size", 1000)].to(device)
     peak = info["peak_memory_bytes"]
     record = ResultRecord(
         task=spec.task, method=spec.method, model=spec.model, discoverer=spec.discoverer, dataset=data.source,
@@ -166,7 +171,9 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
         failure=f"test accuracy {info['test_accuracy']:.4f} below the task's quality floor {floor}" if failed else "",
         faithfulness_metric=task.config.metric, metrics=outcome.metrics,
         sparsity_per_wire=outcome.sparsity_per_wire, circuit_size=outcome.circuit_size,
-        details=outcome.details | {"bsgc_clusterability_k4": modularity},
+        details=outcome.details | {"bsgc_clusterability_k4": modularity,
+                                   "contiguous_clusterability_k4": contiguous_clusterability(model),
+                                   "training_last_eval": info["history"][-1] if info.get("history") else {}},
         test_accuracy=info["test_accuracy"], best_test_accuracy=info["best_test_accuracy"],
         best_step=info["best_step"],
         costs={"train_steps": steps, "train_time_s": info["train_time_s"],

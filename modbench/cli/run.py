@@ -32,13 +32,15 @@ def run(
     results: Path | None = typer.Option(None, help="results database [default: $MODBENCH_HOME/results.sqlite]"),
     figures: Path | None = typer.Option(None, help="folder for figures [default: $MODBENCH_HOME/figures]"),
     set_: list[str] = typer.Option([], "--set", help="override a method config field, KEY=VALUE"),
+    discoverer_set: list[str] = typer.Option([], "--discoverer-set", help="override a discoverer config field, "
+                                                                        "KEY=VALUE (e.g. clusters=contiguous)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train (or load) a model, discover its circuit with bootstrap CIs, record and show the row."""
     from modbench.discovery.catalog import TopKConfig
     from modbench.experiment import DiscoveryConfig, ExperimentSpec
     from modbench.pipeline import override
-    from modbench.registries import METHODS
+    from modbench.registries import DISCOVERERS, METHODS, TASKS
 
     for name, value in (("seed", seed), ("pair-seed", pair_seed), ("boot-seed", boot_seed)):
         check_seed(name, value)
@@ -49,8 +51,10 @@ def run(
         selection = TopKConfig(k=top_k)
     except ValueError as error:
         raise UserError(str(error)) from None
+    found = discoverer or TASKS.get(task).config.discoverer
     spec = ExperimentSpec(task=task, method=method, method_config=override(METHODS.get(method).config, set_),
-                          model=model, train_seed=seed, steps=steps, discoverer=discoverer, discovery=discovery,
+                          model=model, train_seed=seed, steps=steps, discoverer=found, discovery=discovery,
+                          discoverer_config=override(DISCOVERERS.get(found).config, discoverer_set),
                           selection_config=selection).resolved()
     store_path, figure_dir = results_path(results), figures or modbench_home() / "figures"
     check_writable_file(store_path, "--results")
@@ -63,6 +67,7 @@ def run(
     from modbench.results.leaderboard import leaderboard
     from modbench.results.store import ResultStore
     from modbench.viz.figures import connectivity_graph, ecs_bars, on_off_heatmaps, sparsity_scatter
+    from modbench.viz.weights import weight_heatmaps
 
     record, outcome = run_experiment(spec, resolve_device(device), data_dir, show_progress=not quiet)
     store = ResultStore(store_path)
@@ -80,5 +85,9 @@ def run(
         board = leaderboard(store.records(task), task, record.dataset)
         figures_made = [connectivity_graph(outcome.model, outcome.circuit, figure_dir / f"{stem}-circuit.png", label),
                         sparsity_scatter(board, figure_dir / f"{task}-{record.dataset}-sparsity.png", task)]
+    figures_made.append(weight_heatmaps(outcome.model, figure_dir / f"{stem}-weights.png", label))
+    task_figures = getattr(TASKS.get(task).build(), "figures", None)  # optional part of the task protocol
+    if task_figures is not None:
+        figures_made += task_figures(outcome.model, figure_dir / stem, label)
     typer.echo(f"record {record.id} ({record.status}) written to {store.path}\nfigures: "
                + "\n         ".join(map(str, figures_made)))

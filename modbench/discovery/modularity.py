@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from modbench.clustering import bsgc, clusterability_from_squares, squared_matrix
+from modbench.clustering import bsgc, clusterability_from_squares, contiguous_labels, squared_matrix
 from modbench.methods.cluster import clustered_wires
 from modbench.models.base import ModelAdapter
 
@@ -22,6 +22,20 @@ def bsgc_clusterability(model: ModelAdapter, k: int = DEFAULT_K, seed: int = 0) 
         except ValueError:  # fewer live neurons than clusters (a tiny or collapsed layer): no value
             continue
         out[wire.name] = float(clusterability_from_squares(squared_matrix(wire).detach(), rows, cols))
+    return out
+
+
+@torch.no_grad()
+def contiguous_clusterability(model: ModelAdapter, k: int = DEFAULT_K) -> dict[str, float]:
+    """Per hidden wire: C of W^2 under the k contiguous clusters the ``cluster`` regime trains (aligned
+    across the groups, as in training), for any model: 1 means block-diagonal in those blocks."""
+    wiring = model.wiring()
+    out = {}
+    for wire in clustered_wires(wiring, ()):
+        rows, cols = (wiring.groups[g].size for g in (wire.writes, wire.reads))
+        if k <= min(rows, cols):
+            labels = contiguous_labels(rows, k), contiguous_labels(cols, k)
+            out[wire.name] = float(clusterability_from_squares(squared_matrix(wire).detach(), *labels))
     return out
 
 

@@ -39,7 +39,13 @@ class ContrastivePairs:
 @runtime_checkable
 class Task(Protocol):
     """What the runner, trainer and discoverers ask of a task. ``config`` is its frozen declaration
-    (``model``, ``metric``, ``discoverer``, ``quality_floor``, ``train`` and ``steps_for(source)``)."""
+    (``model``, ``metric``, ``discoverer``, ``quality_floor``, ``train`` and ``steps_for(source)``).
+
+    Optional: ``figures(model, stem, title) -> list[Path]``, task-specific figures saved with each run
+    (files named ``stem`` plus a suffix), e.g. modular addition's Fourier norms. ``for_model(model_config)
+    -> Task``, the task as that model needs it (e.g. with a pretrained model's tokenizer); ``evaluate(model,
+    data) -> {metric: summary}``, held-out metrics of its own for the record (e.g. perplexity);
+    ``eval_batch_size``, inputs per evaluation forward when one input yields many read-out rows."""
 
     config: Any
 
@@ -63,7 +69,8 @@ def task_loss(logits: Float[Tensor, "n c"], targets: Int[Tensor, " n"], kind: st
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, task: Task, x: Tensor, y: Tensor, batch_size: int = 10_000) -> float:
+def accuracy(model: nn.Module, task: Task, x: Tensor, y: Tensor, batch_size: int | None = None) -> float:
+    batch_size = batch_size or getattr(task, "eval_batch_size", 10_000)
     correct = total = 0
     for i in range(0, len(x), batch_size):
         targets = task.targets(y[i : i + batch_size])

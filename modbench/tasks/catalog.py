@@ -6,4 +6,5 @@ from modbench.tasks import (  # noqa: F401
     line_detection,
     mnist_per_class,
     modular_addition,
+    wiki_tokens,
 )

@@ -95,3 +95,44 @@ class ModularAdditionConfig:
 
     def steps_for(self, source: str) -> int:
         return dict(self.steps_by_source).get(source, self.train.steps)
+
+
+@dataclass(frozen=True)
+class WikiTokensConfig:
+    """Next-token prediction on WikiText-2 at every position of windows of ``n_ctx`` tokens. ``tokenizer``
+    empty: a word-level vocabulary of ``vocab_size`` words built from the training split; a Hugging Face
+    name: that tokenizer (set when the task is bound to a pretrained model, which then trains with
+    ``finetune`` instead of ``train``). ``quality_floor`` is on next-token accuracy over all test positions."""
+
+    vocab_size: int = 4096
+    n_ctx: int = 64
+    tokenizer: str = ""
+    model: str = "wiki_transformer"
+    metric: str = "kl_divergence"
+    discoverer: str = "on_off"
+    quality_floor: float = 0.05
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=600, batch_size=64, lr=2e-3, weight_decay=0.1, betas=(0.9, 0.98), loss="cross_entropy",
+        eval_every=200))
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=500, batch_size=8, lr=5e-5, weight_decay=0.0, loss="cross_entropy", eval_every=100))
+    steps_by_source: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_ctx"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
+        if not isinstance(self.tokenizer, str):
+            raise ValueError(f"tokenizer must be a name (or empty), got {self.tokenizer!r}")
+        if not 0 <= self.quality_floor <= 1:
+            raise ValueError(f"quality_floor must be in [0, 1], got {self.quality_floor}")
+
+    @property
+    def dataset(self) -> str:
+        """Names the token data (and so the checkpoints): tokenizer (or word vocabulary size) and context."""
+        vocab = self.tokenizer.replace("/", "_") if self.tokenizer else f"word{self.vocab_size}"
+        return f"wikitext2-{vocab}-ctx{self.n_ctx}"
+
+    def steps_for(self, source: str) -> int:
+        return dict(self.steps_by_source).get(source, self.train.steps)

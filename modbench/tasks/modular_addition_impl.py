@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from jaxtyping import Float, Int
-from torch import Tensor
+from torch import Tensor, nn
 
 from modbench.data.dataset import TaskData
 from modbench.tasks.base import ContrastivePairs
@@ -45,6 +45,13 @@ class ModularAdditionTask:
 
     def targets(self, y: Int[Tensor, " n"]) -> Int[Tensor, " n"]:
         return y
+
+    def figures(self, model: nn.Module, stem: Path, title: str) -> list[Path]:
+        """Task figures saved with a run: the token embedding in the Fourier basis."""
+        from modbench.viz.weights import fourier_embedding_figure
+
+        embedding = model.embed.W_E[: self.config.p]
+        return [fourier_embedding_figure(embedding, stem.with_name(stem.name + "-fourier.png"), title)]
 
     def contrast(self, data: TaskData, seed: int) -> ContrastivePairs:
         p = self.config.p
