@@ -29,7 +29,7 @@ class DiscoveryConfig:
 
     boots: int = 50  # Nainani: N = 50 resamples
     pairs_per_boot: int = 500  # of 500 pairs each
-    selection: str = "top_k"
+    selection: str = ""  # "" = the task's (``selection`` of its config; top_k when it declares none)
     intervention: str = "mean"
     holdout: float = 0.5
     pair_seed: int = 0
@@ -73,14 +73,19 @@ class ExperimentSpec:
         if task.traits.get("reads") == "classes" and DISCOVERERS.get(discoverer).traits.get("reads") != "classes":
             raise UserError(f"task {self.task!r} is read per class: pair discoverers such as {discoverer!r} do not "
                             "apply (use a per-class one, e.g. on_off)")
-        SELECTIONS.get(self.discovery.selection)
-        INTERVENTIONS.get(self.discovery.intervention)
+        discovery = self.discovery
+        selection_config = self.selection_config
+        if not discovery.selection:  # the task's selection, with its config unless one was given
+            discovery = dataclasses.replace(discovery, selection=getattr(task.config, "selection", "top_k"))
+            selection_config = _default(selection_config, getattr(task.config, "selection_config", None))
+        SELECTIONS.get(discovery.selection)
+        INTERVENTIONS.get(discovery.intervention)
         return dataclasses.replace(
-            self, model=model, discoverer=discoverer,
+            self, model=model, discoverer=discoverer, discovery=discovery,
             method_config=_default(self.method_config, METHODS.get(self.method).config),
             model_config=_default(self.model_config, MODELS.get(model).config),
             discoverer_config=_default(self.discoverer_config, DISCOVERERS.get(discoverer).config),
-            selection_config=_default(self.selection_config, SELECTIONS.get(self.discovery.selection).config),
+            selection_config=_default(selection_config, SELECTIONS.get(discovery.selection).config),
             intervention_config=_default(self.intervention_config,
                                          INTERVENTIONS.get(self.discovery.intervention).config),
         )
@@ -103,7 +108,7 @@ def variant_label(spec: ExperimentSpec, steps: int, default_steps: int) -> str:
             changes += [f"{k}={ours[k]}" for k in ours if ours[k] != theirs.get(k)]
     if spec.model != task.model:
         changes.append(f"model={spec.model}")
-    base = DiscoveryConfig()
+    base = canonical.discovery
     changes += [f"{f.name}={getattr(spec.discovery, f.name)}" for f in dataclasses.fields(base)
                 if getattr(spec.discovery, f.name) != getattr(base, f.name)]
     if steps != default_steps:

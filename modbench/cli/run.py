@@ -23,7 +23,8 @@ def run(
     boot_seed: int = typer.Option(0, help="seed of the bootstrap resamples"),
     boots: int = typer.Option(50, help="bootstrap resamples"),
     pairs: int = typer.Option(500, help="pairs per resample"),
-    top_k: int = typer.Option(15, "--top-k", help="candidates kept per site (selection top_k)"),
+    top_k: int | None = typer.Option(None, "--top-k", help="candidates kept per site (selection top_k) "
+                                                            "[default: the task's selection, e.g. K = 15 on MNIST]"),
     ablation: str = typer.Option("mean", help="intervention on non-circuit candidates: mean, zero or resample"),
     steps: int | None = typer.Option(None, help="training steps [default: the task's budget for the data found]"),
     device: str | None = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda if available]"),
@@ -47,8 +48,8 @@ def run(
     check_steps(steps)
     try:
         discovery = DiscoveryConfig(boots=boots, pairs_per_boot=pairs, intervention=ablation,
-                                    pair_seed=pair_seed, boot_seed=boot_seed)
-        selection = TopKConfig(k=top_k)
+                                    pair_seed=pair_seed, boot_seed=boot_seed, selection="top_k" if top_k else "")
+        selection = TopKConfig(k=top_k) if top_k else None
     except ValueError as error:
         raise UserError(str(error)) from None
     found = discoverer or TASKS.get(task).config.discoverer
