@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from modbench.discovery.catalog import TopFractionConfig
 from modbench.training.config import TrainConfig
 
 
@@ -74,6 +75,8 @@ class ModularAdditionConfig:
     model: str = "modadd_transformer"
     metric: str = "logit_margin"
     discoverer: str = "activation_patching"
+    selection: str = "top_fraction"  # 4 heads and 128 neurons: K per site does not fit both
+    selection_config: TopFractionConfig = field(default_factory=lambda: TopFractionConfig(0.1))
     quality_floor: float = 0.9
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=10_000, batch_size=FULL_BATCH, lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98), loss="cross_entropy",
