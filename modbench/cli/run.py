@@ -47,9 +47,9 @@ def run(
         check_seed(name, value)
     check_steps(steps)
     try:
-        discovery = DiscoveryConfig(boots=boots, pairs_per_boot=pairs, intervention=ablation,
-                                    pair_seed=pair_seed, boot_seed=boot_seed, selection="top_k" if top_k else "")
-        selection = TopKConfig(k=top_k) if top_k else None
+        discovery = DiscoveryConfig(boots=boots, pairs_per_boot=pairs, intervention=ablation, pair_seed=pair_seed,
+                                    boot_seed=boot_seed, selection="" if top_k is None else "top_k")
+        selection = None if top_k is None else TopKConfig(k=top_k)
     except ValueError as error:
         raise UserError(str(error)) from None
     found = discoverer or TASKS.get(task).config.discoverer
