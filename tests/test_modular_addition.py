@@ -58,6 +58,7 @@ def test_default_declaration_matches_golechha_and_the_model():
     config = TASKS.get("modular_addition").config
     model = MODELS.get(config.model).config
     assert (config.p, config.train.weight_decay, config.train.betas) == (113, 1.0, (0.9, 0.98))
+    assert (config.train_fraction, config.train.lr) == (0.4, 3e-3)  # the documented deviation
     assert (model.d_vocab, model.d_vocab_out, model.n_ctx, model.n_layers) == (114, 113, 3, 1)
     assert config.train.batch_size >= config.p ** 2  # full batch
 

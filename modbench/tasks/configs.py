@@ -67,10 +67,14 @@ FULL_BATCH = 1 << 30  # larger than any split: every step sees the whole trainin
 class ModularAdditionConfig:
     """(a + b) mod p from the tokens [a, b, =], read at the last position (Nanda et al.; Golechha et al.'s
     1-layer transformer). All p^2 pairs are split once by ``split_seed`` into ``train_fraction`` for
-    training and the rest for testing. Full-batch AdamW, weight decay 1.0, betas (0.9, 0.98)."""
+    training and the rest for testing. Full-batch AdamW, weight decay 1.0, betas (0.9, 0.98) as the authors.
+
+    Deviation, for the 2-core CPU budget: train fraction 0.4 and lr 3e-3 (authors: 0.3 and 1e-3, which
+    groks after tens of thousands of steps). Measured (1 thread): vanilla 100 % test accuracy by step 1,000;
+    cluster 99.2 % by step 500 with C = 1.0 on every matrix; with 0.3 and lr 3e-3, 3.7 % after 1,500 steps."""
 
     p: int = 113
-    train_fraction: float = 0.3
+    train_fraction: float = 0.4
     split_seed: int = 0
     model: str = "modadd_transformer"
     metric: str = "logit_margin"
@@ -79,7 +83,7 @@ class ModularAdditionConfig:
     selection_config: TopFractionConfig = field(default_factory=lambda: TopFractionConfig(0.1))
     quality_floor: float = 0.9
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=10_000, batch_size=FULL_BATCH, lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98), loss="cross_entropy",
+        steps=1_500, batch_size=FULL_BATCH, lr=3e-3, weight_decay=1.0, betas=(0.9, 0.98), loss="cross_entropy",
         eval_every=100))
     steps_by_source: tuple[tuple[str, int], ...] = ()
 
