@@ -41,6 +41,7 @@ def weight_heatmaps(model: ModelAdapter, path: Path, title: str, k: int = 4,
         ax.set_ylabel(wire.writes, fontsize=7)
         ax.tick_params(labelsize=6)
     fig.suptitle(f"{title}: |W| with {k} contiguous clusters", fontsize=9)
+    fig.tight_layout()
     _save(fig, path)
     return path
 
@@ -72,5 +73,6 @@ def fourier_embedding_figure(embedding: Float[Tensor, "p d"], path: Path, title:
     ax.set_xticks(np.arange(0, p, 10), [labels[i] for i in range(0, p, 10)], rotation=60, fontsize=7)
     ax.set_ylabel("norm of W_E along the component")
     ax.set_title(f"{title}: token embedding in the Fourier basis", fontsize=9)
+    fig.tight_layout()
     _save(fig, path)
     return path
