@@ -8,10 +8,17 @@ all under torch.no_grad; weights are the untrained init: timing does not depend 
   (c) the per-neuron loop batched over pairs: per site and candidate, one forward from the resume hook over
       all pairs with that candidate hooked to its clean value; scores must equal (a)'s;
   (d) footnote: the batch-1 loop (one full forward per pair per candidate), timed on --loop-pairs pairs
-      and extrapolated to --pairs.
+      and extrapolated to --pairs;
+  (e) attribution patching (first order: one clean forward, one corrupted forward, one backward) on the same
+      pairs: its time, (a)/(e), and its agreement with (a): per site the Spearman rank correlation across
+      candidates per pair (averaged), over all scores pooled, and of the mean scores, and the Jaccard
+      overlap of the top-K circuits (K = 15; ``compare_discoverers.agreement``). With
+      --method, (a) and (e) run on that method's trained model (as ``modbench run`` trains or loads it),
+      whose scores mean more than the init's; the other rows keep the init.
 Targets: (a)/(b) <= 1 and (c)/(a) >= 5.
 
     python scripts/bench_discovery.py [--pairs 500] [--repeats 7] [--loop-pairs 2] [--device cpu] [--threads 1]
+                                      [--method bimt]
 """
 
 from __future__ import annotations
@@ -23,10 +30,14 @@ import time
 import torch
 
 from modbench.discovery.activation_patching import ActivationPatching
-from modbench.discovery.catalog import ActivationPatchingConfig
+from modbench.discovery.attribution_patching import AttributionPatching
+from modbench.discovery.catalog import ActivationPatchingConfig, AttributionPatchingConfig, TopKConfig
+from modbench.discovery.selection import TopK
 from modbench.models import MODELS
 from modbench.provenance import device_name, resolve_device
 from modbench.tasks import TASKS
+
+from compare_discoverers import agreement, format_agreement, load_trained  # scripts/ is on sys.path
 
 
 def set_to_clean(clean, site, i):
@@ -88,6 +99,8 @@ def main() -> None:
     parser.add_argument("--loop-pairs", type=int, default=2)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--method", default=None, help="(a) and (e) on this method's trained model (cached, or "
+                        "trained now) [default: the untrained init]")
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.threads:
@@ -101,12 +114,18 @@ def main() -> None:
     subset = pairs.select(torch.arange(min(args.loop_pairs, args.pairs), device=device))
     config = ActivationPatchingConfig()
     discoverer = ActivationPatching(config)
+    attribution = AttributionPatching(AttributionPatchingConfig())
+    trained, trained_note = model, "untrained init"
+    if args.method:
+        trained, meta = load_trained(args.method, "circle_detection", 1, None, device)[3:]
+        trained_note = f"{args.method}, {meta['steps']} steps, test accuracy {meta['training']['test_accuracy']:.4f}"
     rows = args.pairs * sum(site.size for site in model.sites())
     variants = {
-        "discovery": lambda: discoverer.score(model, task, pairs),
+        "discovery": lambda: discoverer.score(trained, task, pairs),
         "forward": lambda: plain_forward(model, pairs, config.max_rows),
         "loop": lambda: neuron_loop(model, task, pairs),
         "batch1": lambda: batch1_loop(model, task, subset),
+        "attribution": lambda: attribution.score(trained, task, pairs),
     }
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -121,8 +140,9 @@ def main() -> None:
                 times[name].append(time.perf_counter() - start)
     t = {name: statistics.median(values) for name, values in times.items()}
     shipped = results["discovery"].scores
-    loop_ok = all(torch.allclose(results["loop"][s], shipped[s], atol=1e-5) for s in shipped)
-    batch1_ok = all(torch.allclose(results["batch1"][s].to(device), shipped[s][: len(subset)], atol=1e-5)
+    init = shipped if trained is model else discoverer.score(model, task, pairs).scores  # (c), (d) run on init
+    loop_ok = all(torch.allclose(results["loop"][s], init[s], atol=1e-5) for s in shipped)
+    batch1_ok = all(torch.allclose(results["batch1"][s].to(device), init[s][: len(subset)], atol=1e-5)
                     for s in shipped)
     batch1 = t["batch1"] * args.pairs / len(subset)
 
@@ -136,6 +156,9 @@ def main() -> None:
           f"(c)/(a) = {t['loop'] / t['discovery']:.1f}x  (target >= 5); scores equal (a): {loop_ok}")
     print(f"footnote: (d) batch-1 loop, {len(subset)} pairs extrapolated to {args.pairs}: {batch1:.2f} s "
           f"= {batch1 / t['discovery']:,.0f}x (a); scores equal (a): {batch1_ok}")
+    print(f"(e) attribution patching (first order)     {t['attribution']:9.4f} s   "
+          f"(a)/(e) = {t['discovery'] / t['attribution']:.1f}x; agreement with (a) on the {trained_note}:")
+    print("\n".join(format_agreement(agreement(results["discovery"], results["attribution"], TopK(TopKConfig())))))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,14 @@ from modbench.tasks.base import ContrastivePairs
 
 CPU = torch.device("cpu")
 PAIR_DISCOVERERS = [k for k in DISCOVERERS.keys() if DISCOVERERS.get(k).traits.get("reads") != "classes"]
+# Approximations of activation patching (registered ``exact=False``) cannot equal the loop; their own tests
+# bound how close they come (tests/test_attribution_patching.py).
+EXACT_PAIR_DISCOVERERS = [k for k in PAIR_DISCOVERERS if DISCOVERERS.get(k).traits.get("exact", True)]
+# A first-order discoverer linearises at the corrupted run, where the planted path is a dead ReLU (zero
+# gradient): a documented false negative, kept visible (strict: a fix must remove the mark).
+PLANTED_CASES = [k if DISCOVERERS.get(k).traits.get("exact", True) else pytest.param(
+    k, marks=pytest.mark.xfail(strict=True, reason="first order: the planted path is dead on the corrupted run"))
+    for k in PAIR_DISCOVERERS]
 
 
 def loop_patching(model, task, pairs: ContrastivePairs) -> dict[str, torch.Tensor]:
@@ -49,7 +57,7 @@ def built(task_key: str):
 
 
 @pytest.mark.parametrize("task_key", TOY_TASKS)
-@pytest.mark.parametrize("discoverer", PAIR_DISCOVERERS)
+@pytest.mark.parametrize("discoverer", EXACT_PAIR_DISCOVERERS)
 def test_batched_discovery_equals_the_per_candidate_loop_on_every_model_kind(task_key, discoverer):
     task, model, pairs = built(task_key)
     scores = DISCOVERERS.get(discoverer).build().score(model, task, pairs)
@@ -100,7 +108,7 @@ def planted_mlp() -> HookedMLP:
     return model
 
 
-@pytest.mark.parametrize("discoverer", PAIR_DISCOVERERS)
+@pytest.mark.parametrize("discoverer", PLANTED_CASES)
 def test_every_discoverer_recovers_a_planted_circuit(discoverer):
     model, task = planted_mlp(), TASKS.get("toy_mlp").build()
     generator = torch.Generator().manual_seed(0)

@@ -76,3 +76,14 @@ def test_cluster_regime_on_the_tiny_transformer_clusters_every_matrix_aligned():
     assert set(trained) == set(names) and record.details["training_last_eval"]["step"] == 30
     assert record.details["training_last_eval"]["clusterability"] == pytest.approx(
         sum(trained.values()) / len(trained), abs=1e-6)
+
+
+def test_cli_run_on_a_sequence_task_saves_its_figures(tmp_path, monkeypatch, capsys):
+    from modbench.cli.app import main
+
+    monkeypatch.setenv("MODBENCH_HOME", str(tmp_path / "home"))
+    main(["run", "--method", "bimt", "--task", "tiny_modular_addition", "--steps", "20", "--boots", "2",
+          "--pairs", "6", "--quiet", "--set", "swap_top_k=4", "--set", "swap_every=5", "--figures", str(tmp_path / "figures"), "--results", str(tmp_path / "r.sqlite")])
+    made = sorted(p.name.rsplit("-", 1)[-1] for p in (tmp_path / "figures").iterdir())
+    assert made == ["circuit.png", "fourier.png", "sparsity.png", "weights.png"]
+    assert "record 1" in capsys.readouterr().out

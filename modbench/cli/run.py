@@ -85,7 +85,8 @@ def run(
     else:
         board = leaderboard(store.records(task), task, record.dataset)
         figures_made = [connectivity_graph(outcome.model, outcome.circuit, figure_dir / f"{stem}-circuit.png", label),
-                        sparsity_scatter(board, figure_dir / f"{task}-{record.dataset}-sparsity.png", task)]
+                        sparsity_scatter(board, figure_dir / f"{task}-{record.dataset}-sparsity.png", task,
+                                         record.faithfulness_metric)]
     figures_made.append(weight_heatmaps(outcome.model, figure_dir / f"{stem}-weights.png", label))
     task_figures = getattr(TASKS.get(task).build(), "figures", None)  # optional part of the task protocol
     if task_figures is not None:

@@ -128,3 +128,18 @@ class OnOffConfig:
 register_discoverer("on_off", OnOffConfig(), "ON/OFF cluster interventions (Golechha 2025): class-wise accuracy "
                     "with one cluster kept or removed, clusters each sample needs",
                     factory="modbench.discovery.on_off:OnOff", reads="classes", cost_depends_on_weights=False)
+
+
+@dataclass(frozen=True)
+class AttributionPatchingConfig:
+    max_rows: int = 4096  # pairs per forward/backward pass; bounds the memory of the autograd graph
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "max_rows")
+
+
+register_discoverer("attribution_patching", AttributionPatchingConfig(),
+                    "attribution patching: activation patching's scores to first order (gradient at the corrupted "
+                    "run x clean-minus-corrupted activation), every candidate from one forward/backward",
+                    factory="modbench.discovery.attribution_patching:AttributionPatching",
+                    cost_depends_on_weights=False, exact=False)

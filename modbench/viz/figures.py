@@ -80,18 +80,22 @@ def _save(fig: plt.Figure, path: Path) -> None:
     atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
 
-def sparsity_scatter(table: pd.DataFrame, path: Path, title: str) -> Path:
-    """Nainani Fig. 3: one point per method, bars = 95 % CI of the logit difference. Ours and the published
-    rows sit in separate panels, since their definitions (K, pairs, sparsity) and so their scales differ."""
+def sparsity_scatter(table: pd.DataFrame, path: Path, title: str, metric: str = "logit_difference") -> Path:
+    """Nainani Fig. 3: one point per method, bars = 95 % CI of the task's faithfulness ``metric``. Ours and the
+    published rows sit in separate panels, since their definitions (K, pairs, sparsity) and so their scales
+    differ."""
+    from modbench.metrics import METRICS
+
+    spec = METRICS.get(metric)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, source in zip(axes, ("ours", "published"), strict=True):
         rows = table[table["source"].str.startswith(source) & (table["status"] == "ok")]
         for _, row in rows.iterrows():
-            x, y, err = row["sparsity_mean"], row["logit_difference_mean"], row.get("logit_difference_ci", 0)
+            x, y, err = row["sparsity_mean"], row[f"{metric}_mean"], row.get(f"{metric}_ci", 0)
             ax.errorbar(x, y, yerr=err, fmt="o", color="black", capsize=3, ecolor="gray")
             ax.annotate(row["method"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
         ax.set_xlabel("circuit sparsity (higher is sparser)")
-        ax.set_ylabel("logit difference (lower is better)")
+        ax.set_ylabel(f"{spec.label} ({'higher' if spec.higher_is_better else 'lower'} is better)")
         ax.set_title(f"{title}: {source}")
         ax.margins(0.15)
     fig.tight_layout()
