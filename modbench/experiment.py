@@ -75,9 +75,14 @@ class ExperimentSpec:
                             "apply (use a per-class one, e.g. on_off)")
         discovery = self.discovery
         selection_config = self.selection_config
-        if not discovery.selection:  # the task's selection, with its config unless one was given
+        if not discovery.selection and selection_config is not None:  # named by its config's type
+            matching = [k for k in SELECTIONS.keys() if type(SELECTIONS.get(k).config) is type(selection_config)]
+            if len(matching) != 1:
+                raise UserError(f"cannot tell which selection {type(selection_config).__name__} configures")
+            discovery = dataclasses.replace(discovery, selection=matching[0])
+        if not discovery.selection:  # the task's selection and its config
             discovery = dataclasses.replace(discovery, selection=getattr(task.config, "selection", "top_k"))
-            selection_config = _default(selection_config, getattr(task.config, "selection_config", None))
+            selection_config = getattr(task.config, "selection_config", None)
         SELECTIONS.get(discovery.selection)
         INTERVENTIONS.get(discovery.intervention)
         return dataclasses.replace(
@@ -93,6 +98,36 @@ class ExperimentSpec:
 
 def _default(value: Any, default: Any) -> Any:
     return default if value is None else value
+
+
+@dataclass(frozen=True)
+class RecordIdentity:
+    """What names a run's record, known before it trains: ``config_hash`` (the resolved spec, its training
+    config and training hash, the data source), ``cell`` (the same without the training seed), the plain
+    ``config`` stored with the record and the ``training`` spec that names its checkpoint."""
+
+    config_hash: str
+    cell: str
+    config: dict[str, Any]
+    training: Any  # pipeline.TrainingSpec
+
+
+def record_identity(spec: ExperimentSpec, source: str, task_config: Any = None) -> RecordIdentity:
+    """The identity of the record ``run_experiment`` makes for the resolved ``spec`` on data ``source``
+    (``task_config``: the built task's config; None = build the task), without training: sweeps skip runs
+    whose ``config_hash`` already has a row."""
+    from modbench.pipeline import build_task, task_training_spec
+
+    if task_config is None:
+        task_config = build_task(spec.task, spec.model_config).config
+    training = task_training_spec(spec.method, spec.method_config, spec.model, spec.model_config, task_config,
+                                  source, spec.steps, spec.train_seed)
+    plain = to_plain(spec) | {"train": to_plain(training.train), "training_hash": training.hash}
+    # A cell is the config without the training seed (the training hash contains the seed too).
+    cell_config = ({k: v for k, v in plain.items() if k not in ("train_seed", "training_hash")}
+                   | {"train": to_plain(training.train) | {"seed": None}})
+    return RecordIdentity(config_hash=config_hash(plain | {"data": source}),
+                          cell=config_hash(cell_config | {"data": source}), config=plain, training=training)
 
 
 def variant_label(spec: ExperimentSpec, steps: int, default_steps: int) -> str:
@@ -121,7 +156,7 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
     """Run one experiment; returns the record and the outcome (model, circuit, scores) for figures.
     ``data`` injects a task's data (tests, notebooks) instead of loading it."""
     from modbench.discovery.modularity import bsgc_clusterability, contiguous_clusterability
-    from modbench.pipeline import build_task, task_training_spec, trained_model
+    from modbench.pipeline import build_task, trained_model
     from modbench.scoring import analyse_classes, discover_and_score
     from modbench.stats import summarize
 
@@ -134,8 +169,8 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
         selection.check(MODELS.get(spec.model).build(spec.model_config).sites())
     data = task.load(data_dir) if data is None else data
     default_steps = task.config.steps_for(data.source)
-    training_spec = task_training_spec(spec.method, spec.method_config, spec.model, spec.model_config,
-                                       task.config, data.source, spec.steps, spec.train_seed)
+    identity = record_identity(spec, data.source, task.config)
+    training_spec = identity.training
     train_cfg = training_spec.train
     steps = train_cfg.steps
     try:
@@ -161,16 +196,12 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
     info = training["training"]
     floor = task.config.quality_floor
     failed = info["test_accuracy"] < floor
-    plain = to_plain(spec) | {"train": to_plain(train_cfg), "training_hash": training_spec.hash}
-    # A cell is the config without the training seed (the training hash contains the seed too).
-    cell_config = ({k: v for k, v in plain.items() if k not in ("train_seed", "training_hash")}
-                   | {"train": to_plain(train_cfg) | {"seed": None}})
     x_test = data.x_test[: getattr(task, "eval_batch_size", 1000)].to(device)
     peak = info["peak_memory_bytes"]
     record = ResultRecord(
         task=spec.task, method=spec.method, model=spec.model, discoverer=spec.discoverer, dataset=data.source,
-        variant=variant_label(spec, steps, default_steps), cell=config_hash(cell_config | {"data": data.source}),
-        config_hash=config_hash(plain | {"data": data.source}), train_seed=spec.train_seed,
+        variant=variant_label(spec, steps, default_steps), cell=identity.cell,
+        config_hash=identity.config_hash, train_seed=spec.train_seed,
         pair_seed=spec.discovery.pair_seed, boot_seed=spec.discovery.boot_seed,
         status="failed" if failed else "ok",
         failure=f"test accuracy {info['test_accuracy']:.4f} below the task's quality floor {floor}" if failed else "",
@@ -187,7 +218,7 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
                "checkpoint_kb": training["checkpoint_bytes"] / 1024, "n_pairs": n_pairs,
                "train_cached": training["cached"]},
         discovery_cost_depends_on_weights=bool(discoverer.traits.get("cost_depends_on_weights", True)),
-        config=plain,
+        config=identity.config,
         definitions={"sparsity": SPARSITY_DEFINITION.format(tau=spec.discovery.edge_threshold),
                      "faithfulness": f"{task.config.metric} between the circuit's and the model's outputs on clean "
                                      f"inputs, non-circuit candidates {spec.discovery.intervention}-ablated",

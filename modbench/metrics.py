@@ -38,6 +38,8 @@ for _spec in (
     MetricSpec("off_accuracy", "OFF accuracy", False),
     MetricSpec("needs_1_cluster", "needs 1 cluster", True),
     MetricSpec("needs_all_clusters", "needs all clusters", False),
+    MetricSpec("right_without_clusters", "right with no cluster", False),
     MetricSpec("intact_accuracy", "intact accuracy", True),
+    MetricSpec("test_perplexity", "test perplexity", False),
 ):
     METRICS.add(_spec.key, _spec)

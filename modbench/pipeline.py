@@ -102,6 +102,16 @@ def task_training_spec(method: str, method_config: Any, model: str, model_config
     return TrainingSpec(method, method_config, model, model_config, train_cfg, task_config.dataset, source)
 
 
+def build_task(task: str, model_config: Any) -> Task:
+    """The task ``task`` as the model of ``model_config`` needs it: a task with ``for_model`` adapts to the
+    model (e.g. takes a pretrained model's tokenizer, which changes its data and so its config)."""
+    from modbench.registries import TASKS
+
+    built = TASKS.get(task).build()
+    for_model = getattr(built, "for_model", None)
+    return for_model(model_config) if for_model is not None else built
+
+
 def build_model(spec: TrainingSpec) -> nn.Module:
     torch.manual_seed(spec.train.seed)
     return MODELS.get(spec.model).build(spec.model_config)

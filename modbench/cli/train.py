@@ -14,24 +14,23 @@ from modbench.cli.options import check_data_dir, check_seed, check_steps
 def load_or_train(method: str, task: str, model: str | None, steps: int | None, seed: int, device: str | None,
                   data_dir: Path | None, overrides: list[str], quiet: bool):  # noqa: ANN201
     """Validate everything cheap, then train (or load from the cache) one model; shared by the commands."""
-    from modbench.pipeline import override
+    from modbench.pipeline import build_task, override
     from modbench.registries import METHODS, MODELS, TASKS
 
     check_seed("seed", seed)
     check_steps(steps)
     method_config = override(METHODS.get(method).config, overrides)
-    task_spec = TASKS.get(task)
-    model_key = model or task_spec.config.model
+    model_key = model or TASKS.get(task).config.model
     model_config = MODELS.get(model_key).config
+    task_impl = build_task(task, model_config)
     check_data_dir(data_dir)
 
     from modbench.pipeline import task_training_spec, trained_model
     from modbench.provenance import resolve_device
 
     torch_device = resolve_device(device)
-    task_impl = task_spec.build()
     data = task_impl.load(data_dir)
-    spec = task_training_spec(method, method_config, model_key, model_config, task_spec.config, data.source, steps,
+    spec = task_training_spec(method, method_config, model_key, model_config, task_impl.config, data.source, steps,
                               seed)
     trained, record = trained_model(spec, task_impl, data, torch_device, show_progress=not quiet)
     return trained, record, spec, task_impl, data

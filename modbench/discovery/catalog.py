@@ -116,8 +116,10 @@ class OnOffConfig:
     clusters: str = "bsgc"
     max_images: int = 10_000
     seed: int = 0
+    max_classes: int = 32  # per-class tables beyond this many classes (next tokens) would be unreadable
 
     def __post_init__(self) -> None:
+        _positive_int(self, "max_classes")
         if not isinstance(self.k, int) or not 2 <= self.k <= 8:
             raise ValueError(f"k must be an integer in 2..8 (all 2^k - 1 cluster subsets are run), got {self.k!r}")
         if self.clusters not in ("bsgc", "contiguous"):

@@ -6,8 +6,10 @@ their hook points), OFF c removes cluster c. With ReLU and no bias, zeroing rows
 matrix, as the authors do, is the same as zero-ablating those neurons. We run every non-empty subset of
 clusters (2^k - 1, batched), which gives ON (singletons), OFF (all but one), and per sample the fewest
 clusters whose joint ON answers correctly (samples the intact model gets wrong are left out, as the
-authors filter them). Reported: class-wise accuracy per cluster (ON and OFF) and the share of samples
-needing 1, 2, ..., k clusters.
+authors filter them). Reported: class-wise accuracy per cluster (ON and OFF; for at most ``max_classes``
+classes, the most frequent, e.g. next tokens), the share of samples needing 1, 2, ..., k clusters, and
+the share still right with every cluster removed (those count as needing 1, as in the paper's figure, though
+the clustered layers do not decide them).
 """
 
 from __future__ import annotations
@@ -66,12 +68,18 @@ class OnOff:
         cluster_of = {s.name: labels[s.group].to(device).view(s.size, -1)[:, 0] for s in model.sites()
                       if s.group in labels}
         zeros = {name: torch.zeros((), device=device) for name in cluster_of}
-        correct = torch.empty(len(subsets), len(x), dtype=torch.bool, device=device)
+        correct = torch.empty(len(subsets), len(targets), dtype=torch.bool, device=device)  # read-out rows
         for index in range(len(subsets)):
             keep = {name: member[index][of].expand(len(x), -1) for name, of in cluster_of.items()}
             correct[index] = task.readout(run_circuits(model, x, keep, zeros)).argmax(-1) == targets
+        # rows still right with every cluster removed: the clustered layers do not decide them
+        none_kept = {name: torch.zeros(len(x), len(of), dtype=torch.bool, device=device) for name, of in cluster_of.items()}
+        without = task.readout(run_circuits(model, x, none_kept, zeros)).argmax(-1) == targets
         size = member.sum(1)
         classes = torch.unique(targets)
+        if len(classes) > self.config.max_classes:  # e.g. next tokens: tables for the most frequent classes only
+            top = torch.bincount(targets)[classes].argsort(descending=True, stable=True)[: self.config.max_classes]
+            classes = classes[top.sort().values]
         on = torch.stack([correct[subsets.index((c,))] for c in range(k)])
         off = torch.stack([correct[subsets.index(tuple(d for d in range(k) if d != c))] for c in range(k)])
         per_class = lambda table: [[float(row[targets == cls].float().mean()) for cls in classes] for row in table]  # noqa: E731
@@ -82,5 +90,6 @@ class OnOff:
             "on_accuracy": per_class(on), "off_accuracy": per_class(off), "needs_clusters": needs,
             "summary": {"on_accuracy": float(on.float().mean()), "off_accuracy": float(off.float().mean()),
                         "needs_1_cluster": needs[0], "needs_all_clusters": needs[-1],
+                        "right_without_clusters": float(without[full_correct].float().mean()),
                         "intact_accuracy": float(full_correct.float().mean())},
         }

@@ -95,3 +95,31 @@ register_model("mnist_cnn", CNNConfig(in_channels=1, image_size=28), "the Golech
 register_model("modadd_transformer", TransformerConfig(), "1-layer HookedTransformer, d_model 128, 4 heads x 32, "
                "d_mlp 128, ReLU, no LayerNorm (Golechha et al. modular addition)",
                factory="modbench.models.transformer:ModularTransformer")
+register_model("wiki_transformer", TransformerConfig(n_layers=2, d_model=128, n_heads=4, d_head=32, d_mlp=512,
+                                                     d_vocab=4096, d_vocab_out=4096, n_ctx=64, act_fn="gelu",
+                                                     normalization_type="LN"),
+               "2-layer HookedTransformer language model, d_model 128, 4 heads x 32, d_mlp 512, GELU, pre-LN, "
+               "4,096-word vocabulary (wiki_tokens)", factory="modbench.models.transformer:ModularTransformer")
+
+
+@dataclass(frozen=True)
+class PretrainedConfig:
+    """A pretrained TransformerLens model, by its name (a TransformerLens alias or a Hugging Face repository),
+    weights fetched from Hugging Face (or its cache) when built. ``tokenizer``: the name of the Hugging Face
+    tokenizer a text task must use with it."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"name must be a model name, got {self.name!r}")
+
+    @property
+    def tokenizer(self) -> str:
+        return self.name
+
+
+register_model("gpt2", PretrainedConfig("gpt2"), "GPT-2 small (124M), pretrained weights from Hugging Face, LayerNorm "
+               "kept unfolded", factory="modbench.models.pretrained:build_pretrained")
+register_model("pythia-70m", PretrainedConfig("EleutherAI/pythia-70m"), "Pythia-70m, pretrained weights from "
+               "Hugging Face, LayerNorm kept unfolded", factory="modbench.models.pretrained:build_pretrained")

@@ -119,8 +119,8 @@ class WikiTokensConfig:
     discoverer: str = "on_off"
     quality_floor: float = 0.05
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=600, batch_size=64, lr=2e-3, weight_decay=0.1, betas=(0.9, 0.98), loss="cross_entropy",
-        eval_every=200))
+        steps=360, batch_size=64, lr=2e-3, weight_decay=1.0, betas=(0.9, 0.98), loss="cross_entropy",
+        eval_every=120))  # ~7 passes over valid's 3,400 windows; held-out perplexity flattens from ~300 steps
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=500, batch_size=8, lr=5e-5, weight_decay=0.0, loss="cross_entropy", eval_every=100))
     steps_by_source: tuple[tuple[str, int], ...] = ()

@@ -56,6 +56,9 @@ class WikiTokensTask:
         name = getattr(model_config, "tokenizer", "")
         if name:
             return WikiTokensTask(dataclasses.replace(self.config, tokenizer=name, train=self.config.finetune))
+        if not hasattr(model_config, "d_vocab"):
+            raise UserError(f"{type(model_config).__name__} is not a language model: wiki_tokens needs a transformer "
+                            "(d_vocab) or a pretrained model")
         for field in ("d_vocab", "d_vocab_out"):
             size = getattr(model_config, field, None)
             if size is not None and size < self.config.vocab_size:
@@ -80,7 +83,7 @@ class WikiTokensTask:
         else:
             source = "wikitext-2-valid"
             split_note = f"trained on the VALID split (no wiki.train.tokens in {wiki.folder}), evaluated on test"
-        unk = f", {float((test_ids == 0).double().mean()):.1%} of test tokens {UNK}" if not self.config.tokenizer else ""
+        unk = "" if self.config.tokenizer else f", {float((test_ids == 0).double().mean()):.1%} of test tokens {UNK}"
         baseline = unigram_perplexity(train_ids, test_ids, len(tokenizer))
         note = (f"{split_note}; {tokenizer.name} tokens ({len(tokenizer)} in the vocabulary{unk}); "
                 f"{len(x_train)} training and {len(x_test)} test windows of {self.config.n_ctx}+1 tokens; "
