@@ -132,18 +132,19 @@ def trained_model(
     model = build_model(spec)
     plain = to_plain(spec)
     weights, _ = store.paths(spec.checkpoint_name)
-    if store.exists(spec.checkpoint_name):
-        meta = store.load(spec.checkpoint_name, model, plain) | {"cached": True}
-    else:
-        method = METHODS.get(spec.method).build(spec.method_config)
-        result = train(model, method, task, data, spec.train, device, show_progress)
-        info = {
-            "config_hash": spec.hash,
-            "training": to_plain(result),
-            "provenance": {"versions": versions(), "git_commit": git_commit(), "device": device_name(device)},
-        }
-        store.save(spec.checkpoint_name, model, plain, info)
-        meta = {"config": plain, **info, "cached": False}
+    with store.lock(spec.checkpoint_name):
+        if store.exists(spec.checkpoint_name):
+            meta = store.load(spec.checkpoint_name, model, plain) | {"cached": True}
+        else:
+            method = METHODS.get(spec.method).build(spec.method_config)
+            result = train(model, method, task, data, spec.train, device, show_progress)
+            info = {
+                "config_hash": spec.hash,
+                "training": to_plain(result),
+                "provenance": {"versions": versions(), "git_commit": git_commit(), "device": device_name(device)},
+            }
+            store.save(spec.checkpoint_name, model, plain, info)
+            meta = {"config": plain, **info, "cached": False}
     meta["checkpoint_path"] = str(weights)
     meta["checkpoint_bytes"] = weights.stat().st_size
     return model.to(device), meta

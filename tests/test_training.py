@@ -202,3 +202,26 @@ def test_training_seeds_of_one_config_share_a_cell_and_differ_in_config_hash():
 
     one, two = record(1), record(2)
     assert one.cell == two.cell and one.config_hash != two.config_hash and one.variant == two.variant
+
+
+def test_checkpoint_lock_makes_processes_take_turns(tmp_path):
+    """Two holders of one model's lock never overlap (flock works across processes and open files)."""
+    import threading
+    import time as clock
+
+    from modbench.training.checkpoint import CheckpointStore
+
+    store, events = CheckpointStore(tmp_path), []
+
+    def hold(tag: str) -> None:
+        with store.lock("model-x"):
+            events.append(f"{tag} in")
+            clock.sleep(0.2)
+            events.append(f"{tag} out")
+
+    threads = [threading.Thread(target=hold, args=(tag,)) for tag in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert events in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])

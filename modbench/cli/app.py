@@ -20,7 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Circuit-disc
 
 
 def _register_commands() -> None:
-    from modbench.cli import clusterability, leaderboard, listing, run, train  # noqa: F401  (commands attach)
+    from modbench.cli import clusterability, leaderboard, listing, run, sweep, train  # noqa: F401  (commands attach)
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -7,8 +7,11 @@ an error, never a silent retrain over it. Files are written to a temporary name 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,19 @@ class CheckpointStore:
 
     def paths(self, name: str) -> tuple[Path, Path]:
         return self.root / f"{name}.pt", self.root / f"{name}.json"
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold ``name``'s lock file (POSIX advisory lock): processes that would train the same model take
+        turns, so one trains and saves while the others wait, then load its checkpoint (no sidecar of one
+        run beside another run's weights)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{name}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def exists(self, name: str) -> bool:
         """The sidecar, written last, marks a complete checkpoint: weights without it are what a kill between

@@ -1,0 +1,175 @@
+"""The sweep driver: check everything and name every run's record before any training (:func:`prepare`),
+then hand the runs to an executor and write each result as it arrives (:func:`execute`).
+
+The driver is the only writer: one row per finished run, one SQLite transaction each, so a sweep killed at
+any point leaves complete rows only, and rerunning it skips every run whose ``config_hash`` has a row.
+Runs that share a trained model (same training hash: e.g. two tasks on one dataset, or two discoverers)
+never train it at once: the first trains and caches it, the others start when it is done and load it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modbench.errors import UserError
+from modbench.results.record import ResultRecord
+from modbench.results.store import ResultStore
+from modbench.sweeps.executors import Executor
+from modbench.sweeps.spec import RunSpec, SweepSpec, check_names, load_sweep
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run and the identity of the record it will make; ``cached``: its model is already trained."""
+
+    index: int
+    run: RunSpec
+    config_hash: str
+    training_hash: str
+    cached: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    sweep: SweepSpec
+    runs: tuple[PlannedRun, ...]  # every run of the file, in sweep order
+    done: frozenset[str]  # config hashes that already have a row
+
+    @property
+    def todo(self) -> tuple[PlannedRun, ...]:
+        return tuple(run for run in self.runs if run.config_hash not in self.done)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One finished run: ``record`` None when it failed before making one (``reason`` says why); a record
+    whose status is failed (below the task's quality floor) is written and counts as failed too."""
+
+    run: PlannedRun
+    seconds: float
+    record: ResultRecord | None = None
+    reason: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.record is None or self.record.status != "ok"
+
+    @property
+    def why(self) -> str:
+        return self.reason or (self.record.failure if self.record else "")
+
+
+def prepare(path: Path, store: ResultStore, data_dir: Path | None = None) -> Plan:
+    """Read and check the sweep file, build every run's spec (names, overrides, K against each model's
+    sites), find each task's data source and so every record's ``config_hash``; all before any training or
+    writing. Every mistake is one-line UserError naming the file."""
+    from modbench.experiment import record_identity
+    from modbench.paths import modbench_home
+    from modbench.pipeline import build_task
+    from modbench.provenance import config_hash
+    from modbench.training.checkpoint import CheckpointStore
+
+    sweep = load_sweep(path)
+    check_names(sweep, path)
+    runs = sweep.runs()
+    try:
+        specs = [run.experiment() for run in runs]
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+    checked: set[str] = set()
+    try:
+        for spec in specs:
+            _check_selection(spec, checked)
+    except UserError as error:  # worded for `modbench run`'s flag
+        raise UserError(f"{path}: {str(error).replace('--top-k', 'top_k')}") from None
+    tasks: dict[str, Any] = {}  # built tasks, per (task, model config)
+    sources: dict[str, str] = {}  # data sources, per dataset (loaded once: tasks on one dataset share it)
+    checkpoints = CheckpointStore(modbench_home() / "models")
+    planned = []
+    for index, (run, spec) in enumerate(zip(runs, specs, strict=True)):
+        key = config_hash([spec.task, spec.model_config])
+        if key not in tasks:
+            tasks[key] = build_task(spec.task, spec.model_config)
+        task = tasks[key]
+        if task.config.dataset not in sources:  # missing data: its one-line error, now
+            sources[task.config.dataset] = task.load(data_dir).source
+        source = sources[task.config.dataset]
+        identity = record_identity(spec, source, task.config)
+        planned.append(PlannedRun(index, run, identity.config_hash, identity.training.hash,
+                                  checkpoints.exists(identity.training.checkpoint_name)))
+    hashes = {run.config_hash for run in planned}
+    if len(hashes) < len(planned):  # distinct lists make this impossible; a guard against silent loss
+        raise UserError(f"{path}: two runs of the sweep have the same config")
+    existing = {record.config_hash for task in sweep.tasks for record in store.records(task)}
+    return Plan(sweep, tuple(planned), frozenset(hashes & existing))
+
+
+def _check_selection(spec: Any, checked: set[str]) -> None:
+    """``run_experiment`` checks K against the model's sites; here it is checked for the whole sweep first
+    (once per model and selection: ``checked`` holds those done)."""
+    from modbench.provenance import config_hash
+    from modbench.registries import DISCOVERERS, MODELS, SELECTIONS
+
+    if DISCOVERERS.get(spec.discoverer).traits.get("reads") == "classes":
+        return
+    key = config_hash([spec.model, spec.model_config, spec.discovery.selection, spec.selection_config])
+    if key not in checked:
+        selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
+        selection.check(MODELS.get(spec.model).build(spec.model_config).sites())
+        checked.add(key)
+
+
+def outcome_of(run: PlannedRun, result: dict[str, Any]) -> Outcome:
+    """A worker's plain result -> an Outcome; a record naming another config is refused, never written
+    (it would defeat the skip of done runs)."""
+    seconds = float(result.get("seconds", 0.0))
+    if result.get("record") is None:
+        return Outcome(run, seconds, reason=str(result.get("error") or "no record returned"))
+    record = ResultRecord.from_dict(result["record"])
+    if record.config_hash != run.config_hash:
+        return Outcome(run, seconds, reason=f"internal error: record config {record.config_hash} is not the "
+                                            f"planned {run.config_hash}")
+    return Outcome(run, seconds, record)
+
+
+def write(store: ResultStore, outcome: Outcome) -> Outcome:
+    """Append the outcome's record (one transaction); failed-before-a-record outcomes write nothing."""
+    if outcome.record is None:
+        return outcome
+    return Outcome(outcome.run, outcome.seconds, store.append(outcome.record), outcome.reason)
+
+
+def execute(plan: Plan, executor: Executor, store: ResultStore,
+            on_outcome: Callable[[Outcome], None] = lambda outcome: None) -> list[Outcome]:
+    """Run every run still to do, writing each result as it arrives; returns the outcomes in sweep order.
+    On an exception (Ctrl-C) unfinished runs are cancelled; rows already written stay."""
+    todo = plan.todo
+    waiting: dict[str, list[PlannedRun]] = {}  # training hash -> runs waiting for the run training it
+    by_index = {run.index: run for run in todo}
+    for run in todo:
+        if run.cached:
+            executor.submit(run.index, run.run)
+        elif run.training_hash in waiting:
+            waiting[run.training_hash].append(run)
+        else:
+            waiting[run.training_hash] = []
+            executor.submit(run.index, run.run)
+    outcomes: dict[int, Outcome] = {}
+    try:
+        while len(outcomes) < len(todo):
+            index, result = executor.next_done()
+            run = by_index[index]
+            outcome = write(store, outcome_of(run, result))
+            outcomes[index] = outcome
+            on_outcome(outcome)
+            if not run.cached:
+                for follower in waiting.pop(run.training_hash, []):  # now cached (or failed: they retry)
+                    executor.submit(follower.index, follower.run)
+    except BaseException:
+        executor.close(cancel=True)
+        raise
+    executor.close()
+    return [outcomes[run.index] for run in todo]
