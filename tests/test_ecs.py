@@ -7,8 +7,10 @@ import torch
 from torch import Tensor, nn
 
 from modbench.discovery import ecs_fast as ecs
+from modbench.discovery import ecs_tails
 from modbench.discovery.catalog import ECSConfig
 from modbench.discovery.ecs import EffectiveCircuitSize, ecs_reference, linear_wires
+from modbench.discovery.ecs_exact import ExactLoss
 from modbench.discovery.ecs_fast import ecs_fast
 from modbench.models.base import permute_group
 from modbench.models.catalog import CNNConfig, MLPConfig
@@ -82,6 +84,40 @@ def test_near_ties_null_weights_and_float32_follow_the_reference(band: float | N
     assert stats["null"] >= 4 * 7 + 2 * 6 and stats["null"] + stats["effective"] == 150
     if band == 1e15:
         assert stats["exact_forwards"] >= stats["effective"]
+
+
+@pytest.mark.parametrize("check", [None, "_stacks", "_chunks"], ids=["batched", "full-product", "rest-per-state"])
+def test_batched_near_ties_and_their_fallbacks_follow_the_reference(check: str | None, monkeypatch) -> None:
+    """Every candidate too close to call, so the batched exact losses decide them all; also with the stacked
+    product, or the rest run on a batch of moved images, failing its bit-for-bit check (the fallbacks)."""
+    monkeypatch.setattr(ecs, "TOL_ULPS", 1e15)
+    if check is not None:
+        monkeypatch.setattr(ExactLoss, check, lambda self, size: False)
+    for dtype in (torch.float64, torch.float32):
+        model = mlp(seed=3).to(dtype)
+        assert_same_masks(model, images(24, 12, seed=4).to(dtype), linear_weights(model), threshold=0.002)
+    stats: dict = {}
+    ecs.ecs_fast(model, images(6, 12, seed=4).float(), 1, linear_weights(model), stats=stats)
+    assert stats["exact_forwards"] >= stats["effective"] and stats["exact_from_layer"] == 3
+    if check == "_stacks":  # (whether a check passes otherwise depends on the BLAS)
+        assert stats["exact_stacked"] == 0
+    if check == "_chunks":
+        assert stats["exact_rows"] == 0
+
+
+def test_near_ties_of_any_module_follow_the_reference(monkeypatch) -> None:
+    """No modbench layout: every near-tie by the full forward, the weights set in place."""
+    monkeypatch.setattr(ecs, "TOL_ULPS", 1e15)
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(8, 5), nn.Tanh(), nn.Linear(5, 4)).to(torch.float64)
+    assert_same_masks(model, images(16, 8, seed=7), [model[0].weight, model[2].weight])
+
+
+def test_overflow_safe_estimates_follow_the_reference(monkeypatch) -> None:
+    """The estimates' CE shifted by the largest logit, as where exp could overflow."""
+    monkeypatch.setattr(ecs_tails, "EXP_LIMIT", -float("inf"))
+    model = mlp(seed=5)
+    assert_same_masks(model, images(24, 12, seed=8), linear_weights(model))
 
 
 def test_fast_equals_reference_with_permuted_outputs() -> None:

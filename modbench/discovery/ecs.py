@@ -38,9 +38,10 @@ same masks, bit for bit, much faster:
   the reference's own rounding. A candidate whose estimated ``loss - base`` lies within ``tol`` of the
   threshold (``tol``: TOL_ULPS machine epsilons of the rounding scale, see ``_tolerance``) is decided by
   the reference's own arithmetic on the exact state: the same operations from layer L on, checked bit for
-  bit against the full forward, else the full forward; so is the state loss when null weights must be
-  decided near the threshold. Hence the masks equal the reference's, rounding included (tests: float64;
-  the benchmark: float32, where the reference decides ~1-3% of the weights by rounding alone).
+  bit against the full forward, else the full forward (``ecs_exact.py``: all near-ties of a pass in one
+  batch, recomputing only the images whose column moved, each shortcut checked bit for bit when a layer
+  starts). Hence the masks equal the reference's, rounding included (tests: float64; the benchmark:
+  float32, where the reference decides ~1-3% of the weights by rounding alone).
 
 Both functions work on a deep copy: the model passed in is never modified. Layers are Linear weights
 (``nn.Parameter`` of an ``nn.Linear``), given in forward order, pruned last layer first, each row-major.

@@ -1,74 +1,36 @@
 """The fast, exact effective-circuit-size search (see ``ecs.py`` for the procedure and the design): cached
 layer inputs, column updates pushed through the rest of the network, speculative batched blocks, and the
-reference's own arithmetic for near-ties, so the masks equal :func:`modbench.discovery.ecs.ecs_reference`'s."""
+reference's own arithmetic for near-ties, so the masks equal :func:`modbench.discovery.ecs.ecs_reference`'s.
+
+Beyond ``ecs.py``'s outline:
+
+* **Near-ties in batches.** The candidates of a pass too close to call are evaluated together on their
+  predicted states (exact up to the first miss), by the reference's own operations from layer L on
+  (``ecs_exact.ExactLoss``: one stacked product for the changed column, the rest of the network on the
+  images that moved only); the first exact decision against its prediction ends the pass.
+* **Null weights without evaluation.** A null weight's loss is the current state's, bit for bit. Before any
+  removal that is the base loss; after one, it is the loss of the last removal, which that removal's own
+  (exact) decision put at or below the threshold: the null weight goes too. No forward is needed.
+* **Window.** A pass costs about PASS_COST candidates' evaluations on top of its candidates, and a miss
+  wastes the rest of it: windows are sized from the misses seen so far (``_LayerPruner.prune``), at most
+  ``block``."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modbench.discovery.ecs import _inputs, _loss, _needed, _param_names, _working_copy
-from modbench.discovery.ecs_tails import MAX_ROWS, _layout, _owner, _tail
-from modbench.models.base import class_order
+from modbench.discovery.ecs import _inputs, _needed, _param_names, _working_copy
+from modbench.discovery.ecs_exact import ExactLoss, layer_input
+from modbench.discovery.ecs_tails import MAX_ROWS, _owner, _tail
 
 TOL_ULPS = 2.0  # the band, in machine epsilons of the rounding scale (see _tolerance)
-
-
-def _capture(model: nn.Module, x: Tensor, module: nn.Module, output: bool) -> Tensor:
-    """The input (or output) of ``module`` in a forward of ``x``; it must run exactly once."""
-    seen: list[Tensor] = []
-    if output:
-        handle = module.register_forward_hook(lambda mod, args, out: seen.append(out))
-    else:
-        handle = module.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
-    try:
-        model(x)
-    finally:
-        handle.remove()
-    if len(seen) != 1 or seen[0].dim() != 2 or seen[0].shape[0] != len(x):
-        raise ValueError("ECS needs each pruned Linear applied once per forward to an (images, features) input")
-    return seen[0]
-
-
-def _layer_input(model: nn.Module, name: str, module: nn.Linear, x: Tensor) -> Tensor:
-    """Layer L's input in a forward of ``x``: what enters the module, or for the modbench layout's read-out
-    (which the forward may apply as a permuted matrix rather than as the module) the last block's output."""
-    if name == "unembed.weight" and _layout(model, name) is not None:
-        return _capture(model, x, model.blocks[-1].mlp.hook_post, output=True)
-    return _capture(model, x, module, output=False)
-
-
-def _lean_logits(model: nn.Module, name: str, x: Tensor, x_in: Tensor) -> list[Callable[[], Tensor]]:
-    """For the modbench layout: ways to recompute the forward's logits from block L on, skipping the layers
-    below it: the block modules applied to the cached input (then the slot permutation), or the model's own
-    ``run_from``. The caller keeps the first one whose logits equal the full forward's bit for bit."""
-    layer = _layout(model, name)
-    if layer is None:
-        return []
-    blocks, unembed, slots = model.blocks, model.unembed, class_order(model.output_order)
-    steps: list[nn.Module] = []
-    for j in range(layer, len(blocks)):
-        steps += [blocks[j].mlp.linear, blocks[j].mlp.act]
-    steps.append(unembed)
-
-    def modules() -> Tensor:
-        h = x_in
-        for step in steps:
-            h = step(h)
-        return h[:, slots]
-
-    if layer == len(blocks):
-        hook = f"blocks.{layer - 1}.mlp.hook_pre"
-        value = _capture(model, x, blocks[layer - 1].mlp.hook_pre, output=True)
-        return [modules, lambda: model.run_from(hook, value)]
-    linear, hook = blocks[layer].mlp.linear, f"blocks.{layer}.mlp.hook_pre"
-    return [modules, lambda: model.run_from(hook, linear(x_in))]
+PASS_COST, PRIOR_MISSES, MIN_WINDOW = 64, 1 / 512, 32  # window sizing (see _LayerPruner.prune)
 
 
 def _tolerance(logits: Tensor, base: Tensor, label: int) -> float:
@@ -90,18 +52,11 @@ class _LayerPruner:
         self.param = run.params[name]
         self.flat = self.param.view(-1)
         self.module = _owner(run.work, name)
-        self.x_in = _layer_input(run.work, name, self.module, run.x)
+        self.x_in = layer_input(run.work, name, self.module, run.x)
         self.tail = _tail(run.work, name, run.x, run.label)
-        # the reference's loss of the current state, bit for bit: the full forward, or a shorter path whose
-        # logits equal it bit for bit (the same operations from layer L on)
-        self.exact = partial(_loss, run.work, run.x, run.target)
-        logits = run.work(run.x)
-        for lean in _lean_logits(run.work, name, run.x, self.x_in):
-            if torch.equal(lean(), logits):
-                self.exact = partial(lambda lean: F.cross_entropy(lean(), run.target), lean)
-                run.stats["exact_from_layer"] += 1
-                break
-        run.exact = self.exact
+        self.exact = ExactLoss(run.work, name, run.x, run.target, self.x_in, self.module)
+        run.stats["exact_from_layer"] += self.exact.rest is not None
+        run.stats["exact_stacked"] += self.exact.stack is not None
         self.pre = self.module(self.x_in)
         self.tail.set_state(self.pre)
         self.n_in = self.param.shape[1]
@@ -112,30 +67,22 @@ class _LayerPruner:
         bias = self.module.bias[row] if self.module.bias is not None else 0
         self.pre[:, row] = self.x_in @ self.param[row] + bias
         self.tail.set_state(self.pre)
-
-    def decide_nulls(self, stop: int) -> None:
-        """Null weights before flat index ``stop``: their removal leaves the forward bit-identical, so the
-        reference's loss is the current state's loss."""
-        start = self.next_flat
-        if stop > start:
-            keep = self.run.state_needed()
-            self.keep[start:stop] = keep
-            if not keep:
-                self.flat[start:stop] = 0  # only null weights lie between two effective candidates
-        self.next_flat = max(stop, start)
+        self.exact.changed(row)
 
     def prune(self) -> Tensor:
         run = self.run
         cols_zero = (self.x_in == 0).all(0)
         weights = self.flat.clone()
         null = (weights == 0) | cols_zero.repeat(self.param.shape[0])
-        effective = torch.nonzero(~null).flatten()
+        effective = torch.nonzero(~null).flatten().cpu()
         run.stats["null"] += int(null.sum())
         run.stats["effective"] += len(effective)
         self.next_flat = 0
+        self.x_t = self.x_in.T.double().contiguous()  # (inputs, images)
+        self.w_neg = -weights.double()
+        x_abs = self.x_t.abs().T
         delta_est = torch.zeros(len(effective), dtype=torch.float64)
         limit = max(1, min(run.block, MAX_ROWS // len(run.x)))
-        window = min(limit, 32)
         row_ends = torch.searchsorted(effective // self.n_in, torch.arange(1, self.param.shape[0] + 1))
         p, row = 0, -1
         while p < len(effective):  # windows never straddle two rows: one output column changes
@@ -143,140 +90,123 @@ class _LayerPruner:
                 row = int(effective[p]) // self.n_in
                 end = int(row_ends[row])
                 bias = 0.0 if self.module.bias is None else abs(float(self.module.bias[row]))
-                bound = float((self.x_in.abs().double() @ weights.view(self.param.shape)[row].abs().double()).max())
+                bound = float((x_abs @ self.w_neg.view(self.param.shape)[row].abs()).max())
                 self.tail.begin_row(row, bound + bias)
                 # first-order predictions of the row's removals in the current state: -w x_in[:, i] . dL/dpre_o
-                slope = self.tail.gradient(self.pre)[:, row]
+                slope = self.tail.slope(self.pre, row).double()
                 index = effective[p:end].to(self.x_in.device)
-                delta_est[p:end] = (-weights[index] * (slope @ self.x_in[:, index % self.n_in])).double().cpu()
-            size = min(window, end - p)
-            committed = self._pass(effective[p:p + size], weights, delta_est[p:p + size])
+                own = self.x_t.index_select(0, index % self.n_in) @ slope
+                delta_est[p:end] = (self.w_neg.index_select(0, index) * own).cpu()
+            # a pass costs PASS_COST candidates' evaluations more, and a miss wastes the rest of the window:
+            # with m misses per committed candidate, sqrt(2 PASS_COST / m) minimises the cost per candidate
+            window = math.sqrt(2 * PASS_COST * (run.committed + 1 / PRIOR_MISSES) / (run.misses + 1))
+            size = min(limit, max(MIN_WINDOW, int(window)), end - p)
+            committed = self._pass(effective[p:p + size], delta_est[p:p + size])
             p += committed
-            # a pass costs a fixed overhead plus a little per candidate: grow fast, shrink gently
-            if committed < size:
-                window = min(window, max(32, 2 * committed))
-            elif size == window:
-                window = min(limit, 2 * window)
-        self.decide_nulls(self.flat.numel())
+            run.committed += committed
+            run.misses += committed < size
+        self.finish()
+        run.stats["exact_rows"] += self.exact.rows
         return self.keep.view(self.param.shape)
 
-    def _pass(self, index: Tensor, weights: Tensor, delta_est: Tensor) -> int:
+    def _pass(self, index: Tensor, delta_est: Tensor) -> int:
         """One batched pass over effective candidates ``index``; commits the exact prefix; returns its length."""
         run = self.run
         run.stats["passes"] += 1
         run.stats["evaluations"] += len(index)
-        size = len(index)
+        size, n = len(index), len(run.x)
         # predicted decisions: additive simulation from the last measured marginal effects
-        predicted, level = [], run.state_loss
-        for delta in delta_est.tolist():
-            prune = level + delta - run.base_value <= run.threshold
-            predicted.append(prune)
-            if prune:
+        predicted, level, cap = bytearray(size), run.state_loss, run.base_value + run.threshold
+        for j, delta in enumerate(delta_est.tolist()):
+            if level + delta <= cap:
+                predicted[j] = 1
                 level += delta
-        prune_mask = torch.tensor(predicted, dtype=torch.bool)
-        device, n = self.pre.device, len(run.x)
+        prune_mask = torch.frombuffer(predicted, dtype=torch.bool) if size else torch.zeros(0, dtype=torch.bool)
+        device = self.pre.device
         col, ins = int(index[0]) // self.n_in, (index % self.n_in).to(device)
-        pruned = prune_mask.to(device=device, dtype=torch.float64)[:, None]
+        mask = prune_mask.to(device)
         # (B, n), float64: each removal's own change of column col, and the predicted removals before j
-        own = -weights[index.to(device)].double()[:, None] * self.x_in[:, ins].T.double()
-        before = (own * pruned).cumsum(0) - own * pruned
-        state = self.pre[:, col].double() + before  # column col in state j
+        own = self.x_t.index_select(0, ins) * self.w_neg.index_select(0, index.to(device))[:, None]
+        taken = own * mask[:, None]
+        state = taken.cumsum(0).sub_(taken).add_(self.pre[:, col].double())  # column col in state j
         removed = state + own  # ... and with candidate j removed too
         # marginal effect of each candidate, summed over the (candidate, image) pairs it changes
-        pairs = torch.nonzero(self.tail.differs(state, removed).T)  # (image, candidate), sorted by image
-        image, cand = pairs[:, 0], pairs[:, 1]
+        image, cand = torch.nonzero(self.tail.differs(state, removed).T, as_tuple=True)  # sorted by image
+        run.stats["pairs"] += len(image)
         marginal = torch.zeros(size, dtype=torch.float64, device=device)
-        state_ce = self.tail.state_ce(col)
-        if len(pairs):
-            ce_removed = self.tail.pair_ce(col, image, removed[cand, image])
+        state_ce = self.tail.state_ce(col).double()
+        if len(image):
+            ce_removed = self.tail.pair_ce(col, image, removed.view(-1).index_select(0, cand * n + image)).double()
             # the image's CE in state j: its pair of the last predicted removal before j, else its CE in S
-            updates = torch.where(prune_mask.to(device)[cand], torch.arange(len(pairs), device=device), -1)
-            last = torch.cat([updates.new_full((1,), -1), updates.cummax(0).values[:-1]])
-            same_image = last >= torch.searchsorted(image, image)
-            ce_state = torch.where(same_image, ce_removed[last.clamp(min=0)], state_ce[image])
-            marginal.index_add_(0, cand, ce_removed.double() - ce_state.double())
+            pair = torch.arange(len(image), device=device)
+            updates = torch.where(mask.index_select(0, cand), pair, -1).cummax(0).values
+            last = F.pad(updates[:-1], (1, 0), value=-1)
+            counts = torch.bincount(image, minlength=n)
+            first = (counts.cumsum(0) - counts).index_select(0, image)  # the image's first pair
+            ce_state = torch.where(last >= first, ce_removed.index_select(0, last.clamp(min=0)),
+                                   state_ce.index_select(0, image))
+            marginal.index_add_(0, cand, ce_removed - ce_state)
         marginal = (marginal / n).cpu()
         taken = marginal * prune_mask
-        start = float(state_ce.double().mean())
-        estimates = start + taken.cumsum(0) - taken + marginal  # loss of state j minus candidate j
+        estimates = taken.cumsum(0).sub_(taken).add_(marginal).add_(float(state_ce.mean()))  # state j minus j
         delta_est.copy_(marginal)
         diff = estimates - run.base_value
         certain_keep = diff > run.threshold + run.tol
         certain_prune = diff <= run.threshold - run.tol
-        agree = (certain_keep & ~prune_mask) | (certain_prune & prune_mask)
-        changed = False
-        j = 0
-        while j < size:
-            stops = torch.nonzero(~agree[j:]).flatten()
-            stop = j + int(stops[0]) if len(stops) else size
-            self._commit_run(index[j:stop], prune_mask[j:stop], estimates[j:stop])  # as predicted: exact
-            changed = changed or bool(prune_mask[j:stop].any())
-            if stop == size:
-                j = size
+        # every candidate up to the first decision against its prediction was evaluated on its exact state
+        against = torch.nonzero((certain_keep & prune_mask) | (certain_prune & ~prune_mask))
+        stop = int(against[0]) if len(against) else size
+        prune = prune_mask.clone()
+        if stop < size:
+            prune[stop] = bool(certain_prune[stop])
+        # too close to call: the reference's own loss on the predicted (= exact, up to a miss) states, batched
+        unsure = torch.nonzero(~(certain_keep | certain_prune)[:stop]).flatten()
+        row = self.param[col]
+        for chunk in unsure.split(max(self.exact.stack or 1, 8)) if len(unsure) else ():
+            zeroed = prune_mask & (torch.arange(size) < chunk[:, None])  # predicted removals before each
+            zeroed[torch.arange(len(chunk)), chunk] = True  # ... and the candidate itself
+            states = row.repeat(len(chunk), 1)
+            states[:, ins] = states.index_select(1, ins).masked_fill_(zeroed.to(device), 0)
+            loss = self.exact.losses(col, states)
+            run.stats["exact_forwards"] += len(chunk)
+            for estimate, value in zip(estimates[chunk].tolist(), loss.tolist()):
+                run.note_error(estimate, value)
+            keep = (loss - run.base).double().cpu() > run.threshold  # _needed, elementwise
+            estimates[chunk] = loss.double().cpu()
+            miss = torch.nonzero(keep == prune_mask[chunk])
+            if len(miss):
+                stop = int(chunk[int(miss[0])])
+                prune[stop] = not bool(keep[int(miss[0])])
                 break
-            k = int(index[stop])
-            if certain_keep[stop] or certain_prune[stop]:  # a certain decision against the prediction: exact too
-                prune = bool(certain_prune[stop])
-                self._commit(k, prune=prune, loss=float(estimates[stop]), exact=None)
-                matched = False
-            else:  # too close to call: the reference's own forward on the exact state
-                self.decide_nulls(k)
-                self.flat[k] = 0
-                loss = self.exact()
-                run.stats["exact_forwards"] += 1
-                run.note_error(float(estimates[stop]), float(loss))
-                prune = not _needed(loss, run.base, run.threshold)
-                self.flat[k] = weights[k]
-                self._commit(k, prune=prune, loss=float(loss), exact=loss)
-                matched = prune == bool(prune_mask[stop])
-            changed = changed or prune
-            j = stop + 1
-            if not matched:
-                break
-        if changed:
-            self.refresh(col)
-        return j
+        committed = min(stop + 1, size)
+        self._commit(index[:committed], prune[:committed], estimates[:committed])
+        return committed
 
-    def _commit(self, k: int, prune: bool, loss: float, exact: Tensor | None) -> None:
-        self.decide_nulls(k)
-        self.keep[k] = not prune
-        if prune:
-            self.flat[k] = 0
-            self.run.set_state(loss, exact)
-        self.next_flat = k + 1
+    def _commit(self, index: Tensor, prune: Tensor, losses: Tensor) -> None:
+        """Commit effective candidates ``index`` (their decisions ``prune``, the losses of their removals) and
+        the null weights before each. A null weight leaves the forward bit-identical, so its loss is the
+        state's: after any removal, the loss of the last removal, which that removal's decision already put
+        at or below the threshold, so it goes; before any, the base loss (see ``_FastRun.state_needed``)."""
+        run, start, end = self.run, self.next_flat, int(index[-1]) + 1
+        removals = torch.nonzero(prune).flatten()
+        keep = torch.zeros(end - start, dtype=torch.bool)
+        if run.state_needed():  # null weights before the first removal are kept
+            keep[: int(index[removals[0]]) - start if len(removals) else None] = True
+        keep[index - start] = ~prune
+        self.keep[start:end] = keep
+        self.flat[start:end].masked_fill_(~keep.to(self.flat.device), 0)
+        self.next_flat = end
+        if len(removals):
+            run.removed = True
+            run.state_loss = float(losses[int(removals[-1])])
+            self.refresh(int(index[0]) // self.n_in)
 
-    def _commit_run(self, index: Tensor, prune: Tensor, estimates: Tensor) -> None:
-        """Commit effective candidates ``index`` whose evaluated decisions matched their predictions (so were
-        made on the exact states), with the null weights before each, in a few tensor operations."""
-        run = self.run
-        size = len(index)
-        if size == 0:
-            return
-        positions = torch.arange(self.next_flat, int(index[-1]) + 1)
-        owner = torch.searchsorted(index, positions)  # the effective candidate at or after each position
-        gap = torch.bincount(owner, minlength=size) > 1  # null weights lie before candidate t
-        # state loss before candidate t: the last predicted removal before it, else the current state
-        last = torch.where(prune, torch.arange(size), -1).cummax(0).values
-        last = torch.cat([torch.tensor([-1]), last[:-1]])
-        level = torch.where(last >= 0, estimates[last.clamp(min=0)], run.state_loss)
-        moved = last >= 0
-        diff = level - run.base_value
-        close = moved & gap & (diff > run.threshold - run.tol) & (diff <= run.threshold + run.tol)
-        if bool(close.any()):  # a state loss too close to call for null weights: one at a time, exactly
-            for t in range(size):
-                self._commit(int(index[t]), prune=bool(prune[t]), loss=float(estimates[t]), exact=None)
-            return
-        gap_keep = diff > run.threshold
-        if bool((gap & ~moved).any()):
-            gap_keep[~moved] = run.state_needed()
-        is_own = index[owner] == positions
-        keep = torch.where(is_own, ~prune[owner], gap_keep[owner])
-        self.keep[positions] = keep
-        self.flat[positions[~keep].to(self.flat.device)] = 0
-        self.next_flat = int(index[-1]) + 1
-        if bool(prune.any()):
-            t = int(last[-1]) if not bool(prune[-1]) else size - 1
-            run.set_state(float(estimates[t]), None)
+    def finish(self) -> None:
+        """The null weights after the last effective one."""
+        keep = self.run.state_needed()
+        self.keep[self.next_flat:] = keep
+        if not keep:
+            self.flat[self.next_flat:] = 0
 
 
 class _FastRun:
@@ -289,29 +219,19 @@ class _FastRun:
         self.base = F.cross_entropy(logits, self.target)  # == _loss(work, x, target), same forward
         self.base_value = float(self.base)
         self.tol = _tolerance(logits, self.base, self.label)
-        self.set_state(self.base_value, self.base)
-        self.exact: Callable[[], Tensor] = partial(_loss, self.work, self.x, self.target)
-        self.stats: dict[str, Any] = dict(passes=0, evaluations=0, exact_forwards=0, null=0, effective=0,
-                                           max_error_over_tol=0.0, exact_from_layer=0)
-
-    def set_state(self, loss: float, exact: Tensor | None) -> None:
-        """The current state's loss: an estimate (within tol of the reference's) or the exact value."""
-        self.state_loss, self.state_exact = loss, exact
+        self.state_loss, self.removed = self.base_value, False  # the current state's loss (estimate or exact)
+        self.committed, self.misses = 0, 0  # candidates committed, passes cut short by a miss
+        self.stats: dict[str, Any] = dict(passes=0, evaluations=0, exact_forwards=0, null=0, effective=0, pairs=0,
+                                           max_error_over_tol=0.0, exact_from_layer=0, exact_stacked=0, exact_rows=0)
 
     def note_error(self, estimate: float, exact: float) -> None:
         """Track the largest |estimate - reference loss| seen, in units of tol (must stay well below 1)."""
         self.stats["max_error_over_tol"] = max(self.stats["max_error_over_tol"], abs(estimate - exact) / self.tol)
 
     def state_needed(self) -> bool:
-        """The reference's decision for a weight whose removal leaves the loss at the current state's."""
-        diff = self.state_loss - self.base_value
-        if self.state_exact is None and self.threshold - self.tol < diff <= self.threshold + self.tol:
-            self.state_exact = self.exact()
-            self.stats["exact_forwards"] += 1
-            self.note_error(self.state_loss, float(self.state_exact))
-        if self.state_exact is not None:
-            return _needed(self.state_exact, self.base, self.threshold)
-        return diff > self.threshold
+        """The reference's decision for a weight whose removal leaves the forward (so the loss) unchanged:
+        the base loss before any removal; after one, the last removal's loss, which was not needed."""
+        return not self.removed and _needed(self.base, self.base, self.threshold)
 
 
 @torch.no_grad()
@@ -321,13 +241,13 @@ def ecs_fast(
 ) -> dict[str, Tensor]:
     """:func:`ecs_reference`'s masks, computed with cached layer inputs, column updates and speculative
     batched passes (see the module docstring). ``block``: most candidates per pass. ``stats``, if given,
-    receives counters (passes, evaluations, exact_forwards, null, effective)."""
+    receives counters (passes, evaluations, exact_forwards, null, effective, pairs, exact_rows, ...)."""
     names = _param_names(model, layers)
     run = _FastRun(model, x, label, threshold, block)
     masks = {}
-    for name in reversed(names):
-        mask = _LayerPruner(run, name).prune()
-        masks[name] = mask.to(run.params[name].device)
+    with torch.inference_mode():  # less bookkeeping per operation; the tensors made inside stay inside
+        for name in reversed(names):
+            masks[name] = _LayerPruner(run, name).prune()
     if stats is not None:
         stats.update(run.stats, tol=run.tol)
-    return {name: masks[name] for name in names}
+    return {name: masks[name].to(run.params[name].device, copy=True) for name in names}

@@ -1,6 +1,9 @@
 """How a column change in one Linear layer reaches the class loss, for the fast ECS search: one "tail"
-per layer kind (the read-out: a logit column; a hidden layer: a rank-1 update pushed through what follows;
-a ReLU layer before the read-out: per-image tables; anything else: the model's own forward from there)."""
+per layer kind (the read-out: a logit column; a ReLU layer just before the read-out: a multiple of one
+read-out column; a hidden layer: a rank-1 update pushed through what follows; L -> ReLU -> Linear -> ReLU ->
+read-out: per-image tables; anything else: the model's own forward from there). The shortcuts estimate in
+float64, so their error stays far below the band of ``ecs_fast._tolerance``; the general ones in the
+model's dtype."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from torch import Tensor, nn
 from modbench.models.base import class_order
 
 MAX_ROWS = 1 << 18  # batched rows (candidates x images) per pass; bounds memory
+EXP_LIMIT = 700.0  # exp below e^700 cannot overflow a float64: no shift by the largest logit needed
 
 
 def _ce_rows(logits: Tensor, label_col: int) -> Tensor:
@@ -26,6 +30,15 @@ def _ce_cols(logits: Tensor, label_row: int) -> Tensor:
     """Transposed logits (classes, m) -> (m,): CE of each column against one class row (as _ce_rows)."""
     shifted = logits - logits.amax(0)
     return shifted.exp().sum(0).log() - shifted[label_row]
+
+
+def _ce_rel(z: Tensor, dim: int) -> Tensor:
+    """log(1 + sum exp(z)) along ``dim``: the CE when ``z`` are the other classes' logits minus the label's
+    (log1p keeps a confident image's small CE exact); shifted by the largest only where exp could overflow."""
+    if z.numel() == 0 or float(z.amax()) < EXP_LIMIT:
+        return z.exp().sum(dim).log1p_()
+    top = z.amax(dim, keepdim=True).clamp_(min=0)
+    return (z - top).exp_().sum(dim).add_((-top).exp().squeeze(dim)).log_().add_(top.squeeze(dim))
 
 
 class _Tail:
@@ -60,11 +73,12 @@ class _Tail:
         """Mean CE as a (differentiable) function of L's whole output."""
         raise NotImplementedError
 
-    def gradient(self, pre: Tensor) -> Tensor:
-        """d(mean CE)/d(L's output) at ``pre``: first-order predictions of each removal's effect."""
-        with torch.enable_grad():
-            point = pre.detach().clone().requires_grad_(True)
-            return torch.autograd.grad(self.mean_loss(point), point)[0]
+    def slope(self, pre: Tensor, col: int) -> Tensor:
+        """d(mean CE)/d(column ``col`` of L's output) at ``pre`` (after begin_row): first-order predictions
+        of each removal's effect."""
+        with torch.inference_mode(False), torch.enable_grad():
+            point = pre.clone().requires_grad_(True)
+            return torch.autograd.grad(self.mean_loss(point), point)[0][:, col]
 
 
 class _ReadoutTail(_Tail):
@@ -74,14 +88,18 @@ class _ReadoutTail(_Tail):
         self.label_slot = label_slot
 
     def set_state(self, pre: Tensor) -> None:
-        self.logits = pre
-        self.ce = _ce_rows(pre, self.label_slot)
+        self.logits = pre.double()
+        self.ce = _ce_rows(self.logits, self.label_slot)
 
     def mean_loss(self, pre: Tensor) -> Tensor:
         return _ce_rows(pre, self.label_slot).mean()
 
+    def slope(self, pre: Tensor, col: int) -> Tensor:
+        pull = pre.double().softmax(-1)[:, col] - float(col == self.label_slot)
+        return (pull / len(pre)).to(pre.dtype)
+
     def pair_ce(self, col: int, rows: Tensor, values: Tensor) -> Tensor:
-        logits = self.logits[rows]
+        logits = self.logits.index_select(0, rows)
         logits[:, col] = values
         return _ce_rows(logits, self.label_slot)
 
@@ -104,64 +122,134 @@ class _HiddenTail(_Tail):
         return _ce_cols(self.resume(self.following(self.act(pre))), self.label).mean()
 
     def pair_ce(self, col: int, rows: Tensor, values: Tensor) -> Tensor:
-        change = self.act(values.to(self.post.dtype)) - self.post[rows, col]
-        next_pre = torch.addcmul(self.next_pre[rows], change[:, None], self.following.weight[:, col])
+        change = self.act(values.to(self.post.dtype)) - self.post[:, col].index_select(0, rows)
+        next_pre = torch.addcmul(self.next_pre.index_select(0, rows), change[:, None], self.following.weight[:, col])
         return _ce_cols(self.resume(next_pre), self.label)
+
+
+class _ReluLastTail(_HiddenTail):
+    """L -> ReLU -> read-out: a change of column ``col`` moves an image's logits along the read-out's column
+    ``col``; in float64, as the other classes' logits minus the label's (see _ce_rel)."""
+
+    def __init__(self, readout: nn.Linear, label: int) -> None:
+        super().__init__(nn.ReLU(), readout, lambda logits: logits.T, label)
+        self.others = torch.arange(readout.out_features, device=readout.weight.device) != label
+
+    def _relative(self, logits: Tensor) -> Tensor:
+        return (logits - logits[..., self.label, None])[..., self.others]
+
+    def set_state(self, pre: Tensor) -> None:
+        self.pre, self.post = pre, pre.relu()
+        self.logits = self.following(self.post).double()
+        self.rel = self._relative(self.logits)  # (images, classes - 1)
+        self.ce = _ce_rel(self.rel, 1)
+
+    def begin_row(self, col: int, bound: float) -> None:
+        self.rel_col = self._relative(self.following.weight[:, col].double())
+
+    def pair_ce(self, col: int, rows: Tensor, values: Tensor) -> Tensor:
+        change = values.double().relu() - self.post[:, col].double().index_select(0, rows)
+        return _ce_rel(torch.addcmul(self.rel.index_select(0, rows), change[:, None], self.rel_col), 1)
+
+    def slope(self, pre: Tensor, col: int) -> Tensor:
+        pull = self.logits.softmax(1)
+        pull[:, self.label] -= 1
+        return ((pull @ self.following.weight[:, col].double()) * (pre[:, col] > 0) / len(pre)).to(pre.dtype)
 
 
 class _ReluReadoutTail(_HiddenTail):
     """L -> ReLU -> Linear -> ReLU -> read-out Linear. With the other columns of L's output fixed, image r's
     logits are a piecewise-affine function of s = relu(column ``col``), s >= 0: logits = A_r[seg] + s B_r[seg],
     cut where a unit of the next layer switches. Windows stay within one row of W_L, so only column ``col``
-    of the state changes while the row is pruned: the table (float64) is built once per row, and a pair
-    costs a lookup and a classes-wide affine map instead of the next two layers."""
+    of the state changes while the row is pruned: the table (float64; the other classes' logits minus the
+    label's, see _ce_rel) is built once per row, with only the cuts an image can reach (none once W_L+1 is
+    mostly pruned), and a pair costs a lookup and a classes-wide affine map instead of the next two layers."""
 
     def __init__(self, following: nn.Linear, readout: nn.Linear, label: int) -> None:
         super().__init__(nn.ReLU(), following, self._logits_t, label)
         self.readout = readout
         self.col: int | None = None
         self.cached: tuple[int, Tensor, Tensor] | None = None  # (column, its values, the images' CE)
+        self.rel: Tensor | None = None
 
     def _logits_t(self, next_pre: Tensor) -> Tensor:
         logits = self.readout.weight @ next_pre.relu().T
         return logits if self.readout.bias is None else logits + self.readout.bias[:, None]
 
+    def set_state(self, pre: Tensor) -> None:
+        """Within a row only column ``col`` changes, which the table covers: the next layer waits for begin_row."""
+        self.pre, self.post, self.next_pre = pre, pre.relu(), None
+
     def begin_row(self, col: int, bound: float) -> None:
         """Tabulate column ``col`` (s <= bound: cuts beyond it never matter)."""
         self.col, self.cached = col, None
+        if self.next_pre is None:
+            self.next_pre = self.following(self.post)
+        if self.rel is None:  # the read-out is final while L is pruned (layers go last first)
+            out = self.readout.weight.double()  # (classes, d)
+            others = torch.arange(len(out), device=out.device) != self.label
+            # the other classes' logits minus the label's: CE = log(1 + sum_c exp(logit_c)), see _ce_rel
+            self.rel = (out - out[self.label])[others]  # (classes - 1, d)
+            bias = self.readout.bias
+            self.rel_bias = None if bias is None else (bias.double() - bias[self.label].double())[others]
+        rel = self.rel
         w = self.following.weight[:, col].double()  # (d,): next-layer weights of unit col
         a = self.next_pre.double() - self.post[:, col, None].double() * w  # (n, d): next pre-acts at s = 0
-        n, d = a.shape
-        out = self.readout.weight.double().T  # (d, classes)
+        n = len(a)
         top = bound + 1.0
         cut = -a / w  # where unit k of the next layer switches; only 0 < s <= bound matters
-        cut = torch.where((w != 0) & (cut > 0) & (cut <= bound), cut, top)
-        order = cut.argsort(1)
+        relevant = (w != 0) & (cut > 0) & (cut <= bound)
+        cut = torch.where(relevant, cut, top)
+        d = int(relevant.sum(1).max())  # an image's cuts, at most (often none: a pruned W_L+1)
+        cut, order = cut.sort(1) if d else (cut[:, :0], cut[:, :0].long())
+        cut, order = cut[:, :d], order[:, :d]
         # one sorted 1-D array of every image's cuts: image r's shifted by r * span, s searched likewise
         self.span, self.bound = 2 * top + 2, bound
-        self.cuts = (cut.gather(1, order) + self.span * torch.arange(n, dtype=torch.float64)[:, None]).view(-1)
+        self.cuts = (cut + self.span * torch.arange(n, dtype=torch.float64, device=cut.device)[:, None]).reshape(-1)
         on = (a > 0) | ((a == 0) & (w > 0))  # units on just above s = 0
-        part_a = a[:, :, None] * out  # (n, d, classes): unit k's share of A while on
-        part_b = w[:, None] * out  # (d, classes): ... and of B
-        sign = torch.where(w > 0, 1.0, -1.0).double()[order][:, :, None]  # switching on (+) or off (-)
-        sign = torch.where(cut.gather(1, order)[:, :, None] < top, sign, 0.0)  # never reached: no switch
-        a0 = (part_a * on[:, :, None]).sum(1)
-        if self.readout.bias is not None:
-            a0 = a0 + self.readout.bias.double()
-        b0 = on.double() @ part_b
-        steps_a = sign * part_a.gather(1, order[:, :, None].expand(-1, -1, out.shape[1]))
-        steps_b = sign * part_b[order]
-        self.table_a = torch.cat([a0[:, None], a0[:, None] + steps_a.cumsum(1)], 1).view(n * (d + 1), -1)
-        self.table_b = torch.cat([b0[:, None], b0[:, None] + steps_b.cumsum(1)], 1).view(n * (d + 1), -1)
+        # segment 0 (s = 0): A = rel @ (a * on), B = rel @ (w * on); a cut switches unit k on (+) or off (-)
+        start = torch.stack([a * on, w * on], 1) @ rel.T  # (n, 2, classes - 1)
+        if self.rel_bias is not None:
+            start[:, 0] += self.rel_bias
+        table = start[:, None]
+        if d:
+            w_order = w.index_select(0, order.reshape(-1)).view(n, d)
+            sign = torch.where(w_order > 0, 1.0, -1.0).double()  # switching on (+) or off (-)
+            coef = torch.stack([a.gather(1, order), w_order], 2) * sign[..., None]  # (n, d, 2)
+            rel_order = rel.T.contiguous().index_select(0, order.reshape(-1)).view(n, d, 1, -1)
+            steps = (coef[..., None] * rel_order).cumsum_(1).add_(start[:, None])  # (n, d, 2, classes - 1)
+            table = torch.cat([table, steps], 1)
+        self.table = table.reshape(n * (d + 1), -1)  # row r (d + 1) + segment: [A, B]
+        # |A + s B| <= sum_k |rel_ck| (|a_rk| + s |w_k|) (+ bias): below e^700, no shift by the largest needed
+        reach = rel.abs() @ (a.abs().amax(0) + (bound + 0.5) * w.abs())
+        if self.rel_bias is not None:
+            reach = reach + self.rel_bias.abs()
+        self.tame = bool((reach < EXP_LIMIT).all())
+        # the first-order predictions: d(mean CE)/d(column col) in the current state
+        logits = self._logits_t(self.next_pre).double()  # (classes, n)
+        pull = logits.softmax(0)
+        pull[self.label] -= 1
+        grad_h = (self.readout.weight.double().T @ pull) * (self.next_pre.T > 0)  # (d, n)
+        self.slope_col = (w @ grad_h) * (self.pre[:, col] > 0) / n
+
+    def slope(self, pre: Tensor, col: int) -> Tensor:
+        return self.slope_col.to(pre.dtype)
 
     def _at(self, col: int, rows: Tensor, s: Tensor) -> Tensor:
         """CE of images ``rows`` at s = relu(column value) >= 0, from the table."""
         if col != self.col:
             raise RuntimeError(f"column {col} was not tabulated (begin_row)")
-        key = s.clamp(max=self.bound + 0.5) + self.span * rows.double()
-        entry = torch.searchsorted(self.cuts, key, right=True) + rows  # image r: r * (d + 1) + segment
-        logits = self.table_a.index_select(0, entry) + s[:, None] * self.table_b.index_select(0, entry)
-        return _ce_rows(logits, self.label)
+        if len(self.cuts):
+            key = s.clamp(max=self.bound + 0.5) + self.span * rows.double()
+            entry = torch.searchsorted(self.cuts, key, right=True) + rows  # image r: r * (d + 1) + segment
+        else:  # one segment per image
+            entry = rows
+        ab = self.table.index_select(0, entry).T  # (2 (classes - 1), pairs)
+        logits = torch.addcmul(ab[: len(ab) // 2], ab[len(ab) // 2:], s)  # minus the label's
+        if self.tame:
+            return logits.exp_().sum(0).log1p_()
+        top = logits.amax(0).clamp_(min=0)
+        return (logits - top).exp_().sum(0).add_((-top).exp()).log_().add_(top)
 
     def pair_ce(self, col: int, rows: Tensor, values: Tensor) -> Tensor:
         return self._at(col, rows, values.double().relu())
@@ -173,7 +261,7 @@ class _ReluReadoutTail(_HiddenTail):
         else:  # re-evaluate only the images whose value changed since the last call
             rows = torch.nonzero(s != self.cached[1]).flatten()
             if len(rows):
-                self.cached[2][rows] = self._at(col, rows, s[rows])
+                self.cached[2][rows] = self._at(col, rows, s.index_select(0, rows))
                 self.cached = (col, s, self.cached[2])
         return self.cached[2]
 
@@ -224,6 +312,8 @@ def _tail(model: nn.Module, name: str, x: Tensor, label: int) -> _Tail:
         return _ReadoutTail(label_slot)
     mlps = [blocks[j].mlp for j in range(layer, len(blocks))]
     linears = [mlp.linear for mlp in mlps[1:]] + [unembed]
+    if len(mlps) == 1 and type(mlps[0].act) is nn.ReLU:
+        return _ReluLastTail(unembed, label_slot)
     if len(mlps) == 2 and all(type(mlp.act) is nn.ReLU for mlp in mlps):
         return _ReluReadoutTail(linears[0], unembed, label_slot)
 
