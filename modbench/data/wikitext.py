@@ -23,7 +23,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from modbench.errors import UserError
-from modbench.files import atomic_write
+from modbench.files import atomic_write, file_digest
 from modbench.paths import default_data_dir
 
 FOLDER = "wikitext-2"
@@ -54,11 +54,7 @@ class WikiText:
 
 
 def sha1sum(path: Path) -> str:
-    digest = hashlib.sha1()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha1")
 
 
 def split_path(folder: Path, split: str) -> Path | None:

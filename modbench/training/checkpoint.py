@@ -8,7 +8,6 @@ an error, never a silent retrain over it. Files are written to a temporary name 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,11 +18,11 @@ import torch
 from torch import nn
 
 from modbench.errors import CheckpointError
-from modbench.files import atomic_write
+from modbench.files import atomic_write, file_digest
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_digest(path, "sha256")
 
 
 class CheckpointStore:
