@@ -121,7 +121,7 @@ class OnOffConfig:
     def __post_init__(self) -> None:
         _positive_int(self, "max_classes")
         if not isinstance(self.k, int) or not 2 <= self.k <= 8:
-            raise ValueError(f"k must be an integer in 2..8 (all 2^k - 1 cluster subsets are run), got {self.k!r}")
+            raise ValueError(f"k must be an integer in 2..8 (all 2^k cluster subsets are run), got {self.k!r}")
         if self.clusters not in ("bsgc", "contiguous"):
             raise ValueError(f"clusters must be 'bsgc' or 'contiguous', got {self.clusters!r}")
         _positive_int(self, "max_images")

@@ -3,8 +3,8 @@
 The clusters of one weight matrix split its read group and its write group into k matched parts; cluster c
 is those neurons of both groups. ON c keeps only cluster c (every other cluster's neurons zero-ablated at
 their hook points), OFF c removes cluster c. With ReLU and no bias, zeroing rows U_c and columns V_c of the
-matrix, as the authors do, is the same as zero-ablating those neurons. We run every non-empty subset of
-clusters (2^k - 1, batched), which gives ON (singletons), OFF (all but one), and per sample the fewest
+matrix, as the authors do, is the same as zero-ablating those neurons. We run every subset of
+clusters (2^k, the empty one included), which gives ON (singletons), OFF (all but one), and per sample the fewest
 clusters whose joint ON answers correctly (samples the intact model gets wrong are left out, as the
 authors filter them). Reported: class-wise accuracy per cluster (ON and OFF; for at most ``max_classes``
 classes, the most frequent, e.g. next tokens), the share of samples needing 1, 2, ..., k clusters, and
@@ -62,7 +62,8 @@ class OnOff:
         x, y = data.x_test[: self.config.max_images].to(device), data.y_test[: self.config.max_images].to(device)
         targets = task.targets(y)
         full_correct = task.readout(model(x)).argmax(-1) == targets
-        subsets = [s for n in range(1, k + 1) for s in itertools.combinations(range(k), n)]
+        # every subset, the empty one first (rows right without any cluster are not decided by these layers)
+        subsets = [s for n in range(k + 1) for s in itertools.combinations(range(k), n)]
         member = torch.tensor([[c in s for c in range(k)] for s in subsets], device=device)  # (subsets, k)
         # Each candidate's cluster (a head covers several neurons of its group: the first one's label).
         cluster_of = {s.name: labels[s.group].to(device).view(s.size, -1)[:, 0] for s in model.sites()
@@ -72,10 +73,8 @@ class OnOff:
         for index in range(len(subsets)):
             keep = {name: member[index][of].expand(len(x), -1) for name, of in cluster_of.items()}
             correct[index] = task.readout(run_circuits(model, x, keep, zeros)).argmax(-1) == targets
-        # rows still right with every cluster removed: the clustered layers do not decide them
-        none_kept = {name: torch.zeros(len(x), len(of), dtype=torch.bool, device=device) for name, of in cluster_of.items()}
-        without = task.readout(run_circuits(model, x, none_kept, zeros)).argmax(-1) == targets
-        size = member.sum(1)
+        without = correct[0]
+        size = member.sum(1).clamp(min=1)  # the paper's convention: right with no cluster counts as needing 1
         classes = torch.unique(targets)
         if len(classes) > self.config.max_classes:  # e.g. next tokens: tables for the most frequent classes only
             top = torch.bincount(targets)[classes].argsort(descending=True, stable=True)[: self.config.max_classes]

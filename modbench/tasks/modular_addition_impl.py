@@ -1,5 +1,6 @@
-"""The modular-addition task (declared in ``modular_addition.py``): Modular addition (Nanda et al. 2023; Golechha et al. 2025 section 4): inputs [a, b, =] with = the token p,
-answer (a + b) mod p read at the last position, on a 1-layer HookedTransformer.
+"""Modular addition, the implementation (declared in ``modular_addition.py``; Nanda et al. 2023, Golechha et
+al. 2025 section 4): inputs [a, b, =] with = the token p, answer (a + b) mod p read at the last position, on a
+1-layer HookedTransformer.
 
 Contrastive pairs: each test example (a, b) against (a, b') with b' drawn uniformly from the other p - 1
 values (seeded): the same first operand, another answer. The task's metric, ``logit_margin``, is the
