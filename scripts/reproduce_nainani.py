@@ -1,9 +1,11 @@
-"""Reproduce Nainani (2024) Table 3 on full MNIST through ``run_experiment`` (the same path as ``modbench
-run``): the five regimes (trained once, then loaded from the cache) x both tasks, 50 x 500 bootstraps with
-circuits chosen on one half of the pairs and scored on the other, written to leaderboards/mnist_<task>.md
-beside the published rows.
+"""Reproduce Nainani (2024) Table 3 on full MNIST through the sweep (the same runs as ``modbench sweep
+examples/sweeps/nainani_mnist.toml``): the five regimes x both tasks x the training seeds x the exact and the
+attribution patching discoverers, 50 x 500 bootstraps with circuits chosen on one half of the pairs and
+scored on the other. Models are trained once (the two tasks share each model) and cached; rows already in
+the results database are reused. Writes leaderboards/mnist_<task>.md beside the published rows, with the
+ordering per seed.
 
-    MODBENCH_DATA_DIR=../shared/data python scripts/reproduce_nainani.py [--seeds 1 2 3] [--device cpu]
+    MODBENCH_DATA_DIR=../shared/data python scripts/reproduce_nainani.py [--seeds 1 2 3] [--workers 2]
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from modbench.experiment import DiscoveryConfig, ExperimentSpec, run_experiment
 from modbench.paths import modbench_home
 from modbench.provenance import device_name, git_commit, resolve_device
 from modbench.registries import TASKS
-from modbench.results.compare import compare
+from modbench.results.compare import compare, kendall_tau
 from modbench.results.leaderboard import leaderboard, to_markdown
+from modbench.results.published import nainani_table3
 from modbench.results.record import ResultRecord
 from modbench.results.store import ResultStore
+from modbench.sweeps import ExecutorOptions, Outcome, SweepSpec, execute, make_executor, plan
 from modbench.viz.figures import sparsity_scatter
 
 REGIMES = ("bimt", "l1_local", "l1", "l1_swap", "vanilla")
 TASK_KEYS = ("circle_detection", "line_detection")
+DISCOVERERS = ("activation_patching", "attribution_patching")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,6 +41,8 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--results", type=Path, default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="training seeds")
+    parser.add_argument("--discoverers", nargs="+", default=list(DISCOVERERS))
+    parser.add_argument("--workers", type=int, default=None, help="processes [default: one per core]")
     parser.add_argument("--out", type=Path, default=ROOT / "leaderboards")
     parser.add_argument("--allow-embedded", action="store_true", help="run on mnist-5k when full MNIST is absent")
     args = parser.parse_args()
@@ -46,19 +52,29 @@ def main() -> None:
     if data.source != "mnist" and not args.allow_embedded:
         raise SystemExit("full MNIST not found: set MODBENCH_DATA_DIR (e.g. ../shared/data) or --allow-embedded")
     store = ResultStore(args.results or modbench_home() / "results.sqlite")
+    sweep = SweepSpec(methods=REGIMES, tasks=TASK_KEYS, seeds=tuple(args.seeds), discoverers=tuple(args.discoverers))
+    planned = plan(sweep, store, None, "reproduce_nainani")
+    print(f"{len(planned.runs)} runs, {len(planned.runs) - len(planned.todo)} already in {store.path}", flush=True)
+    executor = make_executor(ExecutorOptions(workers=args.workers, device=str(device)), max(1, len(planned.todo)))
+    outcomes = execute(planned, executor, store, report) if planned.todo else []
+    if any(outcome.failed for outcome in outcomes):
+        raise SystemExit("some runs failed (listed above): their cells would be missing from the leaderboards")
+    wanted = {run.config_hash for run in planned.runs}
     for task_key in TASK_KEYS:
-        records = []
-        for seed in args.seeds:
-            for method in REGIMES:
-                spec = ExperimentSpec(task=task_key, method=method, train_seed=seed, discovery=DiscoveryConfig())
-                record, _ = run_experiment(spec, device, show_progress=False, data=data)
-                records.append(store.append(record))
-                metric = record.metrics["logit_difference"]
-                print(f"{task_key} seed {seed} {method:9s} acc {record.test_accuracy:.4f} (best "
-                      f"{record.best_test_accuracy:.4f})  logit diff {metric['mean']:.4f} ± {metric['ci']:.4f}  "
-                      f"sparsity {record.metrics['sparsity']['mean']:.4f}  "
-                      f"train {record.costs['train_time_s']:.0f} s cached={record.costs['train_cached']}", flush=True)
+        records = [r for r in store.records(task_key) if r.config_hash in wanted]
         write_leaderboard(task_key, records, data.source, start, device, args)
+
+
+def report(outcome: Outcome) -> None:
+    run, record = outcome.run.run, outcome.record
+    if record is None or outcome.failed:
+        print(f"FAILED {run.label()}: {outcome.why}", flush=True)
+        return
+    metric = record.metrics["logit_difference"]
+    print(f"{run.task} seed {run.seed} {run.method:9s} {run.discoverer:21s} acc {record.test_accuracy:.4f} "
+          f"(best {record.best_test_accuracy:.4f})  logit diff {metric['mean']:.4f} ± {metric['ci']:.4f}  "
+          f"sparsity {record.metrics['sparsity']['mean']:.4f}  train {record.costs['train_time_s']:.0f} s "
+          f"cached={record.costs['train_cached']}  run {outcome.seconds:.0f} s", flush=True)
 
 
 def layer_table(records: list[ResultRecord]) -> str:
@@ -68,6 +84,31 @@ def layer_table(records: list[ResultRecord]) -> str:
     header = "| method | " + " | ".join(rows.columns) + " |"
     lines = [header, "|" + "---|" * (len(rows.columns) + 1)]
     lines += [f"| {m} | " + " | ".join(f"{v:.4f}" for v in row) + " |" for m, row in rows.iterrows()]
+    return "\n".join(lines)
+
+
+def seed_orderings(records: list[ResultRecord], task_key: str) -> str:
+    """Is the ordering seed noise? Per training seed, the canonical (exact patching) logit-difference order and
+    its Kendall tau against the paper; then, per pair of regimes, in how many seeds the paper's sign holds."""
+    paper = nainani_table3(task_key).set_index("method")["logit_difference"]
+    canonical = [r for r in records if r.variant == "default"]
+    by_seed: dict[int, dict[str, float]] = {}
+    for r in canonical:
+        by_seed.setdefault(r.train_seed, {})[r.method] = r.metrics["logit_difference"]["mean"]
+    paper_order = list(paper.loc[[m for m in paper.index if m in REGIMES]].sort_values().index)
+    lines = [f"Paper's order (lowest logit difference first): {' < '.join(paper_order)}", "",
+             "| seed | our order (lowest first) | Kendall tau vs paper |", "|---|---|---|"]
+    for seed, values in sorted(by_seed.items()):
+        order = sorted(values, key=values.__getitem__)
+        shared = [m for m in paper_order if m in values]
+        lines.append(f"| {seed} | {' < '.join(order)} | {kendall_tau(order, shared):.2f} |")
+    lines += ["", "| pair (paper: first < second) | seeds agreeing | our differences per seed |", "|---|---|---|"]
+    for i, low in enumerate(paper_order):
+        for high in paper_order[i + 1:]:
+            diffs = [v[high] - v[low] for _, v in sorted(by_seed.items()) if low in v and high in v]
+            agree = sum(d > 0 for d in diffs)
+            lines.append(f"| {low} < {high} | {agree} of {len(diffs)} | "
+                         + ", ".join(f"{d:+.4f}" for d in diffs) + " |")
     return "\n".join(lines)
 
 
@@ -102,7 +143,9 @@ def write_leaderboard(task_key: str, records: list[ResultRecord], source: str, s
     ]
     body = to_markdown(table, f"{task_key} leaderboard ({source})")
     footer = ["### Sparsity per layer (wire)", "", layer_table(records), "",
-              "### Ordering against the paper (canonical rows)", "", "```json", json.dumps(verdict, indent=2), "```",
+              "### Ordering against the paper (canonical rows, mean over seeds)", "", "```json",
+              json.dumps(verdict, indent=2), "```", "", "### Ordering per training seed", "",
+              seed_orderings(records, task_key), "",
               "", f"![sparsity vs logit difference]({figure.name})", ""]
     (out / f"mnist_{task_key}.md").write_text("\n".join(header) + "\n" + body + "\n" + "\n".join(footer))
     print(f"wrote {out / f'mnist_{task_key}.md'}")

@@ -30,9 +30,9 @@ exits with 0 when every run is ok, 1 when any failed (listed with its reason, ne
 file or flag. Sweeps record rows only: figures are made by ``modbench run``.
 """
 
-from modbench.sweeps.driver import Outcome, Plan, PlannedRun, execute, prepare
+from modbench.sweeps.driver import Outcome, Plan, PlannedRun, execute, plan, prepare
 from modbench.sweeps.executors import ExecutorOptions, make_executor
 from modbench.sweeps.spec import RunSpec, SweepSpec, load_sweep
 
 __all__ = ["ExecutorOptions", "Outcome", "Plan", "PlannedRun", "RunSpec", "SweepSpec", "execute", "load_sweep",
-           "make_executor", "prepare"]
+           "make_executor", "plan", "prepare"]

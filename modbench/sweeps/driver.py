@@ -63,16 +63,21 @@ class Outcome:
 
 
 def prepare(path: Path, store: ResultStore, data_dir: Path | None = None) -> Plan:
-    """Read and check the sweep file, build every run's spec (names, overrides, K against each model's
-    sites), find each task's data source and so every record's ``config_hash``; all before any training or
-    writing. Every mistake is one-line UserError naming the file."""
+    """Read and check the sweep file, then :func:`plan` it. Every mistake is one-line UserError naming the file."""
+    sweep = load_sweep(path)
+    return plan(sweep, store, data_dir, path)
+
+
+def plan(sweep: SweepSpec, store: ResultStore, data_dir: Path | None = None, path: Path | str = "sweep") -> Plan:
+    """Check a sweep (``path`` names it in errors), build every run's spec (names, overrides, K against each
+    model's sites), find each task's data source and so every record's ``config_hash``; all before any
+    training or writing. Scripts build a :class:`SweepSpec` and call this directly."""
     from modbench.experiment import record_identity
     from modbench.paths import modbench_home
     from modbench.pipeline import build_task
     from modbench.provenance import config_hash
     from modbench.training.checkpoint import CheckpointStore
 
-    sweep = load_sweep(path)
     check_names(sweep, path)
     runs = sweep.runs()
     try:

@@ -220,7 +220,7 @@ def load_sweep(path: Path) -> SweepSpec:
         raise UserError(f"{path}: {error}") from None
 
 
-def check_names(sweep: SweepSpec, path: Path) -> None:
+def check_names(sweep: SweepSpec, path: Path | str) -> None:
     """Every method, task, discoverer and model name against its registry (did-you-mean errors), and every
     override table against a name the sweep uses."""
     from modbench.registries import DISCOVERERS, INTERVENTIONS, METHODS, MODELS, TASKS
