@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from modbench.data.dataset import TaskData
-from modbench.errors import UserError
+from modbench.errors import TrainingFailed, UserError
 from modbench.paths import modbench_home
 from modbench.provenance import config_hash, device_name, git_commit, to_plain, versions
 from modbench.registries import METHODS, MODELS
@@ -137,13 +137,19 @@ def trained_model(
             meta = store.load(spec.checkpoint_name, model, plain) | {"cached": True}
         else:
             method = METHODS.get(spec.method).build(spec.method_config)
-            result = train(model, method, task, data, spec.train, device, show_progress)
+            progress = store.progress(spec.checkpoint_name, spec.hash, spec.train.steps)
+            try:
+                result = train(model, method, task, data, spec.train, device, show_progress, progress)
+            except TrainingFailed:
+                progress.discard()  # a diverged run diverges again: nothing worth resuming
+                raise
             info = {
                 "config_hash": spec.hash,
                 "training": to_plain(result),
                 "provenance": {"versions": versions(), "git_commit": git_commit(), "device": device_name(device)},
             }
             store.save(spec.checkpoint_name, model, plain, info)
+            progress.discard()
             meta = {"config": plain, **info, "cached": False}
     meta["checkpoint_path"] = str(weights)
     meta["checkpoint_bytes"] = weights.stat().st_size

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import json
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,45 @@ from modbench.files import atomic_write, file_digest
 
 def _sha256(path: Path) -> str:
     return file_digest(path, "sha256")
+
+
+def progress_every(steps: int) -> int:
+    """How often a training saves its progress: every 5 % of the run, at least 500 steps apart (short runs,
+    e.g. tests, never save)."""
+    return max(500, -(-steps // 20))
+
+
+@dataclass(frozen=True)
+class ProgressFile:
+    """A training's periodic state (weights, optimizer, batch order, history), so that a killed run resumes
+    where it was instead of at step 0. Written atomically; tagged with the training config's hash. It is a
+    cache of work, not a result: one that cannot be read is set aside with a warning and training restarts."""
+
+    path: Path
+    config_hash: str
+    every: int
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or state.get("config_hash") != self.config_hash:
+                raise ValueError("made by another config")
+            return state
+        except Exception as error:  # weights_only refuses pickled code; any damage means: start again
+            reason = " ".join(str(error).split())[:120]
+            warnings.warn(f"ignoring training progress {self.path} ({type(error).__name__}: {reason}); "
+                          "training from step 0", stacklevel=2)
+            self.discard()
+            return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        plain = {"config_hash": self.config_hash, **state}
+        atomic_write(self.path, lambda handle: torch.save(plain, handle))
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 class CheckpointStore:
@@ -44,6 +85,9 @@ class CheckpointStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def progress(self, name: str, config_hash: str, steps: int) -> ProgressFile:
+        return ProgressFile(self.root / f"{name}.progress.pt", config_hash, progress_every(steps))
 
     def exists(self, name: str) -> bool:
         """The sidecar, written last, marks a complete checkpoint: weights without it are what a kill between

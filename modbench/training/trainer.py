@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,7 @@ from modbench.data.dataset import TaskData
 from modbench.errors import TrainingFailed
 from modbench.methods.base import Method
 from modbench.tasks.base import Task, accuracy, task_loss
+from modbench.training.checkpoint import ProgressFile
 from modbench.training.config import TrainConfig
 from modbench.training.memory import PROBE_STEPS, peak_bytes
 from modbench.training.progress import progress_bar
@@ -26,7 +27,8 @@ NAN_CHECK_EVERY = 100
 class TrainResult:
     """``test_accuracy`` is at the last step; ``best_test_accuracy`` is the highest seen at any evaluation,
     which is what the BIMT notebook tracks (``best_test_acc``) and, we believe, what its paper reports.
-    ``peak_memory_bytes`` covers training steps only (see ``memory.py``)."""
+    ``peak_memory_bytes`` covers training steps only (see ``memory.py``). ``resumed_from_step`` > 0: the run
+    was killed and continued from its periodic progress file (``train_time_s`` adds the segments)."""
 
     test_accuracy: float
     best_test_accuracy: float
@@ -36,15 +38,38 @@ class TrainResult:
     peak_memory_kind: str
     final_losses: dict[str, float]
     history: list[dict[str, float | int]] = field(default_factory=list)
+    resumed_from_step: int = 0
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
-    """Endless shuffled mini-batch indices, reshuffled each epoch (full batch when batch_size >= n)."""
-    batch_size = min(batch_size, n)
-    while True:
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n - batch_size + 1, batch_size):
-            yield order[start : start + batch_size]
+class BatchOrder:
+    """Endless shuffled mini-batch indices, reshuffled each epoch (full batch when batch_size >= n), with a
+    state that a resumed run restores, so that it draws the batches the uninterrupted run would have."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
+        self.n, self.batch_size, self.generator = n, min(batch_size, n), generator
+        self.order: Tensor | None = None
+        self.position = 0
+
+    def __iter__(self) -> BatchOrder:
+        return self
+
+    def __next__(self) -> Tensor:
+        if self.order is None or self.position + self.batch_size > self.n:
+            self.order, self.position = torch.randperm(self.n, generator=self.generator), 0
+        rows = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return rows
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "order": self.order, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.position = state["order"], int(state["position"])
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> BatchOrder:
+    return BatchOrder(n, batch_size, generator)
 
 
 class Stepper:
@@ -92,19 +117,34 @@ def train(
     cfg: TrainConfig,
     device: torch.device,
     show_progress: bool = True,
+    progress: ProgressFile | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place. Raises :class:`TrainingFailed` when the loss stops being finite."""
+    """Train ``model`` in place. Raises :class:`TrainingFailed` when the loss stops being finite.
+
+    With ``progress``, the whole training state (weights, optimizer moments, batch order, history, time) is
+    saved every ``progress.every`` steps, and a run that finds a saved state continues from it: the result
+    equals the uninterrupted run's (same batches, same swaps, same weights)."""
     model.to(device)
-    peak, peak_kind = probe_memory(model, method, task, data, cfg, device)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    saved = progress.load() if progress is not None else None
+    if saved is None:
+        peak, peak_kind = probe_memory(model, method, task, data, cfg, device)
     stepper = Stepper(model, method, task, cfg, cfg.steps)
     index = batches(len(x_train), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     history: list[dict[str, float | int]] = []
+    first, before = 0, 0.0
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        stepper.optimizer.load_state_dict(saved["optimizer"])
+        index.load_state_dict(saved["order"])
+        history, first, before = saved["history"], saved["step"], saved["elapsed"]
+        peak, peak_kind = saved["peak"], saved["peak_kind"]
     losses: dict[str, Tensor] = {}
     start = time.perf_counter()
     with progress_bar(cfg.steps, show_progress) as advance:
-        for step in range(cfg.steps):
+        advance(first, f"resumed at step {first}" if first else "")
+        for step in range(first, cfg.steps):
             rows = next(index).to(device)
             losses, logged = stepper(x_train[rows], y_train[rows], step)
             done = step + 1 == cfg.steps
@@ -119,9 +159,19 @@ def train(
                 row["test_accuracy"] = accuracy(model, task, x_test, y_test)
                 history.append(row)
                 advance(step + 1, f"loss {float(total.detach()):.4f} acc {row['test_accuracy']:.4f}")
+            if progress is not None and (step + 1) % progress.every == 0 and not done:
+                progress.save({"step": step + 1, "model": model.state_dict(),
+                               "optimizer": stepper.optimizer.state_dict(), "order": index.state_dict(),
+                               "history": history, "elapsed": before + time.perf_counter() - start,
+                               "peak": peak, "peak_kind": peak_kind})
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-    elapsed = time.perf_counter() - start
+    elapsed = before + time.perf_counter() - start
+    return result_of(history, losses, elapsed, peak, peak_kind, first)
+
+
+def result_of(history: list[dict[str, float | int]], losses: dict[str, Tensor], elapsed: float, peak: int,
+              peak_kind: str, resumed_from_step: int = 0) -> TrainResult:
     best = max(history, key=lambda row: row["test_accuracy"])
     return TrainResult(
         test_accuracy=history[-1]["test_accuracy"],
@@ -132,4 +182,5 @@ def train(
         peak_memory_kind=peak_kind,
         final_losses={k: float(v.detach()) for k, v in losses.items()},
         history=history,
+        resumed_from_step=resumed_from_step,
     )
