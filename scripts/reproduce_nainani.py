@@ -23,7 +23,7 @@ from modbench.paths import modbench_home
 from modbench.provenance import device_name, git_commit, resolve_device
 from modbench.registries import TASKS
 from modbench.results.compare import compare, kendall_tau
-from modbench.results.leaderboard import leaderboard, to_markdown
+from modbench.results.leaderboard import is_canonical, leaderboard, to_markdown
 from modbench.results.published import nainani_table3
 from modbench.results.record import ResultRecord
 from modbench.results.store import ResultStore
@@ -91,7 +91,7 @@ def seed_orderings(records: list[ResultRecord], task_key: str) -> str:
     """Is the ordering seed noise? Per training seed, the canonical (exact patching) logit-difference order and
     its Kendall tau against the paper; then, per pair of regimes, in how many seeds the paper's sign holds."""
     paper = nainani_table3(task_key).set_index("method")["logit_difference"]
-    canonical = [r for r in records if r.variant == "default"]
+    canonical = [r for r in records if is_canonical(r)]
     by_seed: dict[int, dict[str, float]] = {}
     for r in canonical:
         by_seed.setdefault(r.train_seed, {})[r.method] = r.metrics["logit_difference"]["mean"]

@@ -16,13 +16,13 @@ from modbench.results.store import ResultStore
 
 def fake_record(method: str, logit: float, sparsity: float, *, task: str = "circle_detection", variant: str = "default",
                 cell: str | None = None, seed: int = 1, accuracy: float = 0.98, status: str = "ok",
-                cost_depends: bool = False, **provenance) -> ResultRecord:
+                cost_depends: bool = False, discoverer: str = "activation_patching", **provenance) -> ResultRecord:
     metrics = {name: {"mean": value, "ci_low": value - 0.01, "ci_high": value + 0.01, "ci": 0.01}
                for name, value in (("logit_difference", logit), ("sparsity", sparsity), ("discovery_time_s", 0.1),
                                    ("circuit_accuracy", 0.9))}
-    cell = cell or f"{method}-{variant}"
+    cell = cell or f"{method}-{variant}-{discoverer}"
     return ResultRecord(
-        task=task, method=method, model="mnist_mlp", discoverer="activation_patching", dataset="mnist",
+        task=task, method=method, model="mnist_mlp", discoverer=discoverer, dataset="mnist",
         variant=variant, cell=cell, config_hash=f"{cell}-{seed}", train_seed=seed, pair_seed=0, boot_seed=0,
         status=status, failure="below the floor" if status == "failed" else "", faithfulness_metric="logit_difference",
         metrics=metrics, sparsity_per_wire={"unembed": sparsity}, circuit_size={"blocks.0.mlp.hook_post": 15.0},
@@ -70,6 +70,21 @@ def test_a_debug_variant_never_replaces_the_canonical_row_nor_is_starred(tmp_pat
     assert (table["source"].str.startswith("published")).sum() == 5
     markdown = to_markdown(table, "t")
     assert "5.0000 ± 0.0100*" in markdown and "0.5000 ± 0.0100 " in markdown and "<table>" in to_html(table, "t")
+
+
+def test_another_discoverers_row_is_shown_beside_the_canonical_one_never_starred_nor_compared():
+    records = [fake_record("vanilla", 5.0, 0.86), fake_record("bimt", 2.0, 0.97),
+               fake_record("bimt", 0.1, 0.99, discoverer="attribution_patching"),
+               fake_record("vanilla", 9.0, 0.80, discoverer="attribution_patching")]
+    table = leaderboard(records, "circle_detection")
+    mine = table[table["source"] == "ours"]
+    assert list(zip(mine["method"], mine["discoverer"], strict=True)) == [
+        ("bimt", "activation_patching"), ("vanilla", "activation_patching"), ("bimt", "attribution_patching"),
+        ("vanilla", "attribution_patching")]
+    assert best_per_metric(table)["logit_difference"] == 2.0
+    assert "| ours | bimt | attribution_patching | default |" in to_markdown(table, "t")
+    ours = compare(records, "circle_detection")["table"].set_index("method")
+    assert ours.loc["bimt", "logit_difference_ours"] == 2.0 and ours.loc["vanilla", "logit_difference_ours"] == 5.0
 
 
 def test_seeds_of_one_cell_are_aggregated_with_an_interval_over_seeds():

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-import torch
 from torch import Tensor, nn
+
+from modbench.models.base import OptimizerState
 
 
 
@@ -27,7 +28,7 @@ class Method(Protocol):
     def after_backward(self, model: nn.Module, step: int) -> None:
         """Called after ``loss.backward()`` and before the optimizer step ``step`` (0-based)."""
 
-    def after_step(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    def after_step(self, model: nn.Module, step: int, optimizer: OptimizerState) -> dict[str, float]:
         """Called after optimizer step ``step`` (1-based). Returns numbers worth logging."""
 
     def metrics(self, model: nn.Module, step: int) -> dict[str, float]:
@@ -50,7 +51,7 @@ class MethodBase:
     def after_backward(self, model: nn.Module, step: int) -> None:
         return None
 
-    def after_step(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    def after_step(self, model: nn.Module, step: int, optimizer: OptimizerState) -> dict[str, float]:
         return {}
 
     def metrics(self, model: nn.Module, step: int) -> dict[str, float]:

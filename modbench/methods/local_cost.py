@@ -4,7 +4,6 @@ model that declares a wiring (MLP, CNN, transformer). Presets and config: ``cata
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from modbench.errors import UserError
@@ -12,7 +11,7 @@ from modbench.methods.base import MethodBase
 from modbench.methods.catalog import LocalCostConfig
 from modbench.methods.connection_cost import add_weighted_l1_grad, cost_terms, slot_costs, weighted_l1
 from modbench.methods.swap import relocate
-from modbench.models.base import ModelAdapter
+from modbench.models.base import ModelAdapter, OptimizerState
 
 
 class LocalCostMethod(MethodBase):
@@ -50,7 +49,7 @@ class LocalCostMethod(MethodBase):
         cost = float(weighted_l1(self._params, self._costs))
         return {"lambda": lam, "connection_cost": cost, "weighted_connection_cost": lam * cost}
 
-    def after_step(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    def after_step(self, model: nn.Module, step: int, optimizer: OptimizerState) -> dict[str, float]:
         every = self.config.swap_every
         if not every or step % every:
             return {}

@@ -25,7 +25,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from modbench.models.base import NeuronGroup, TiedBlocks, Wiring, permute_blocks, permute_group
+from modbench.models.base import NeuronGroup, OptimizerState, TiedBlocks, Wiring, permute_blocks, permute_group
 
 
 def placement_costs(wiring: Wiring, group: NeuronGroup, slot_cost: list[Tensor]) -> Float[Tensor, "n n"]:
@@ -82,7 +82,7 @@ def block_costs(wiring: Wiring, tied: TiedBlocks, slot_cost: list[Tensor]) -> Fl
 
 
 def relocate(
-    wiring: Wiring, slot_cost: list[Tensor], top_k: int, optimizer: torch.optim.Optimizer | None = None
+    wiring: Wiring, slot_cost: list[Tensor], top_k: int, optimizer: OptimizerState | None = None
 ) -> int:
     """One BIMT relocation over every permutable group, then every set of tied blocks; returns the number
     of swaps applied."""

@@ -20,9 +20,9 @@ run in one neuron, a rank-1 change of the next layer's input). Tests check short
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float, Int
@@ -188,7 +188,15 @@ def class_order(output_order: Tensor) -> Tensor:
     return inverse
 
 
-def permute_group(group: NeuronGroup, perm: Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
+@runtime_checkable
+class OptimizerState(Protocol):
+    """What a swap needs of an optimizer: ``state[param]``, the buffers (Adam's moments) kept per parameter.
+    A ``torch.optim.Optimizer`` is one; a packed trainer passes a view of one model's slice."""
+
+    state: Mapping[Tensor, Mapping[str, Any]]
+
+
+def permute_group(group: NeuronGroup, perm: Tensor, optimizer: OptimizerState | None = None) -> None:
     """Apply ``perm`` (new slot s holds old neuron perm[s]) to every site of ``group``; with ``optimizer``,
     Adam-style moment buffers of the permuted parameters move too."""
     group.check_permutation(perm)
@@ -196,7 +204,7 @@ def permute_group(group: NeuronGroup, perm: Tensor, optimizer: torch.optim.Optim
 
 
 def permute_blocks(wiring: Wiring, tied: TiedBlocks, block_perm: Tensor,
-                   optimizer: torch.optim.Optimizer | None = None) -> None:
+                   optimizer: OptimizerState | None = None) -> None:
     """Move whole blocks of every member group of ``tied`` together (new place b holds old block
     ``block_perm[b]``), e.g. attention heads."""
     members = [wiring.groups[name] for name in tied.members]
@@ -207,7 +215,7 @@ def permute_blocks(wiring: Wiring, tied: TiedBlocks, block_perm: Tensor,
         _move(group, tied.expand(block_perm), optimizer)
 
 
-def _move(group: NeuronGroup, perm: Tensor, optimizer: torch.optim.Optimizer | None) -> None:
+def _move(group: NeuronGroup, perm: Tensor, optimizer: OptimizerState | None) -> None:
     with torch.no_grad():
         for site in group.sites:
             site.permute_(perm)

@@ -26,10 +26,10 @@ def kendall_tau(a: list[str], b: list[str]) -> float:
 
 
 def compare(records: list[ResultRecord], task: str, dataset: str | None = None) -> dict[str, Any]:
-    """Our canonical (default-config, ok) cells next to the published rows of the same methods."""
+    """Our canonical (default config, the task's own discoverer, ok) cells next to the published rows of the same methods."""
     mine = cells([r for r in records if r.task == task], dataset)
     if len(mine):
-        mine = mine[(mine["variant"] == "default") & (mine["status"] == "ok")]
+        mine = mine[mine["canonical"].astype(bool) & (mine["status"] == "ok")]
         mine = mine.drop_duplicates("method", keep="last")
     theirs = published(task)
     joined = theirs.merge(mine, on="method", how="left", suffixes=("_published", "_ours"))

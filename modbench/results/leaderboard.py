@@ -24,7 +24,7 @@ from modbench.results.record import ResultRecord
 CAVEAT = ("Published rows: K, image pairing and the sparsity formula are not given in the paper, so absolute "
           "values are not comparable; compare orderings.")
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
-FIRST = ("source", "method", "variant", "dataset", "seeds", "status")
+FIRST = ("source", "method", "discoverer", "variant", "dataset", "seeds", "status")
 
 
 def _t_halfwidth(values: pd.Series) -> float:
@@ -32,6 +32,21 @@ def _t_halfwidth(values: pd.Series) -> float:
     if n < 2:
         return float("nan")
     return T_975.get(n, 1.96) * float(values.std(ddof=1)) / math.sqrt(n)
+
+
+def default_discoverer(task: str) -> str | None:
+    """The task's registered discoverer (None for a task no longer registered: then every discoverer counts)."""
+    from modbench.registries import TASKS
+
+    return TASKS.get(task).config.discoverer if task in TASKS else None
+
+
+def is_canonical(record: ResultRecord | dict[str, Any]) -> bool:
+    """The row that stands for its method: registered defaults (variant) scored by the task's own discoverer.
+    Other discoverers' rows are shown beside it, ranked after the canonical rows and never starred."""
+    get = record.get if isinstance(record, dict) else lambda key: getattr(record, key)
+    expected = default_discoverer(get("task"))
+    return get("variant") == "default" and expected in (None, get("discoverer"))
 
 
 def cells(records: list[ResultRecord], dataset: str | None = None) -> pd.DataFrame:
@@ -46,6 +61,7 @@ def cells(records: list[ResultRecord], dataset: str | None = None) -> pd.DataFra
         use = ok if len(ok) else group
         row: dict[str, Any] = use.iloc[-1].to_dict()
         row["seeds"] = len(use)
+        row["canonical"] = is_canonical(row)
         row["status"] = "ok" if len(ok) else "failed"
         if len(ok) < len(group):
             row["failure"] = f"{len(group) - len(ok)} of {len(group)} seeds failed: " + group.iloc[-1]["failure"]
@@ -69,6 +85,7 @@ def published(task: str) -> pd.DataFrame:
     table = table.rename(columns=renamed)
     table.insert(0, "source", f"published ({NAINANI_CITATION})")
     table["variant"] = "as published"
+    table["discoverer"] = "activation_patching"  # recursive activation patching (Nainani 2024)
     table["status"] = "ok"
     return table
 
@@ -82,7 +99,7 @@ def leaderboard(records: list[ResultRecord], task: str, dataset: str | None = No
     ascending = not METRICS.get(primary).higher_is_better
     parts = []
     if len(mine):
-        mine = mine.assign(_canonical=mine["variant"] != "default")
+        mine = mine.assign(_canonical=~mine["canonical"].astype(bool))
         parts.append(mine[mine["status"] == "ok"].sort_values(["_canonical", f"{primary}_mean"],
                                                               ascending=[True, ascending], na_position="last"))
         parts.append(mine[mine["status"] != "ok"])
@@ -110,7 +127,9 @@ def shown_metrics(table: pd.DataFrame) -> tuple[str, ...]:
 
 def best_per_metric(table: pd.DataFrame) -> dict[str, float]:
     """The best canonical, ranked value of ours for each shown metric (starred in rendered tables)."""
-    mine = table[(table["source"] == "ours") & (table["status"] == "ok") & (table["variant"] == "default")]
+    if "canonical" not in table:
+        return {}
+    mine = table[(table["source"] == "ours") & (table["status"] == "ok") & (table["canonical"] == True)]  # noqa: E712
     best = {}
     for metric in shown_metrics(table):
         column = f"{metric}_mean"
@@ -126,12 +145,13 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Headers and formatted cells: 'mean ± ci' per metric, '*' on the best canonical value per metric."""
     best = best_per_metric(table)
     metrics = shown_metrics(table)
-    headers = ["source", "method", "variant", "dataset", "seeds", *[METRICS.get(m).label for m in metrics],
+    headers = ["source", "method", "discoverer", "variant", "dataset", "seeds", *[METRICS.get(m).label for m in metrics],
                "test acc (final)", "best acc (during training)", "status"]
     rows = []
     for _, row in table.iterrows():
         ours = row["source"] == "ours"
-        cells_ = [str(row["source"]).split(" (")[0], str(row.get("method", "")), _text(row.get("variant")),
+        cells_ = [str(row["source"]).split(" (")[0], str(row.get("method", "")), _text(row.get("discoverer")),
+                  _text(row.get("variant")),
                   _text(row.get("dataset")), _text(row.get("seeds"), "{:.0f}")]
         for metric in metrics:
             mean, ci = row.get(f"{metric}_mean"), row.get(f"{metric}_ci")
@@ -152,7 +172,8 @@ def _text(value: Any, fmt: str = "{}") -> str:
     return fmt.format(value)
 
 
-FOOTNOTE = ("`*` best canonical (variant default) value of ours per metric; failed rows are never ranked; "
+FOOTNOTE = ("`*` best canonical value of ours per metric (variant default, the task's own discoverer); other "
+            "discoverers and variants are ranked after the canonical rows; failed rows are never ranked; "
             "discovery time is starred only for discoverers whose cost depends on the weights. ")
 
 

@@ -39,6 +39,7 @@ class TrainResult:
     final_losses: dict[str, float]
     history: list[dict[str, float | int]] = field(default_factory=list)
     resumed_from_step: int = 0
+    packed_with: int = 1  # > 1: trained in a pack of that many models; train_time_s is the pack's share
 
 
 class BatchOrder:

@@ -1,0 +1,177 @@
+"""Packed training: several models of one architecture (the regimes and seeds of one task) trained in one
+process along a model axis, so that small models fill the hardware together instead of one launch-bound
+step at a time.
+
+The parameters and buffers of the P models are stacked into tensors with a leading model axis; the forward
+and backward of all P models is one ``torch.vmap`` over ``functional_call``, and one AdamW step updates the
+stack (AdamW is elementwise, so this is each model's own update). Each model keeps its own ``Parameter``
+objects, aliasing its slice of the stack, so every regime hook runs on its model exactly as in the one
+training loop (:mod:`modbench.training.trainer`): ``regularizers`` (their gradients reach the aliases and are
+added to the model's slice of the stacked gradient), ``after_backward`` (on the slice, through the aliases'
+``.grad``), and ``after_step`` (BIMT swaps permute the aliases and, through :class:`_SliceOptimizer`, the
+model's slice of the moment buffers). Each model draws its own batches from its own seed. The result equals
+training the models one by one (tested in float64), except ``train_time_s``: the pack's time divided by P.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from modbench.data.dataset import TaskData
+from modbench.errors import TrainingFailed
+from modbench.methods.base import Method
+from modbench.tasks.base import Task, accuracy, task_loss
+from modbench.training.config import TrainConfig
+from modbench.training.progress import progress_bar
+from modbench.training.trainer import NAN_CHECK_EVERY, TrainResult, batches, probe_memory, result_of
+
+
+@dataclass
+class Member:
+    """One model of a pack, with its regime and its seed (initialisation is the caller's, batches are drawn
+    from ``seed`` as in the one loop)."""
+
+    model: nn.Module
+    method: Method
+    seed: int
+
+
+def _alias(module: nn.Module, name: str, value: Tensor, parameter: bool) -> None:
+    owner, _, leaf = name.rpartition(".")
+    target = module.get_submodule(owner) if owner else module
+    if parameter:
+        target._parameters[leaf] = nn.Parameter(value, requires_grad=True)
+    else:
+        target._buffers[leaf] = value
+
+
+class _Stack:
+    """The pack's stacked parameters and buffers; each member's own tensors become views of its slice."""
+
+    def __init__(self, models: list[nn.Module]) -> None:
+        first = models[0]
+        names = [name for name, _ in first.named_parameters(remove_duplicate=False)]
+        if len(names) != len(dict(first.named_parameters())):
+            raise ValueError("packed training does not support tied (shared) parameters")
+        self.params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models])
+                       .requires_grad_() for name in names}
+        self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models])
+                        for name, _ in first.named_buffers()}
+        for index, model in enumerate(models):
+            for name, stacked in self.params.items():
+                _alias(model, name, stacked.detach()[index], parameter=True)
+            for name, stacked in self.buffers.items():
+                _alias(model, name, stacked[index], parameter=False)
+        self.aliases = [dict(m.named_parameters()) for m in models]
+
+    def gather_grads(self) -> None:
+        """Each model's regularizer gradients (on its aliases) join the stacked gradient; the aliases' ``.grad``
+        then view the model's slice, where ``after_backward`` adds its terms."""
+        for name, stacked in self.params.items():
+            if stacked.grad is None:
+                stacked.grad = torch.zeros_like(stacked)
+            for index, aliases in enumerate(self.aliases):
+                alias, mine = aliases[name], stacked.grad[index]
+                if alias.grad is not None:
+                    mine.add_(alias.grad)
+                alias.grad = mine
+
+    def zero_grads(self) -> None:
+        for name, stacked in self.params.items():
+            stacked.grad = None
+            for aliases in self.aliases:
+                aliases[name].grad = None
+
+
+class _SliceOptimizer:
+    """What a swap needs of an optimizer (``state[param]``: moment buffers shaped like the parameter), for one
+    member: views of its slice of the pack optimizer's state, built when a swap asks for them."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, stack: _Stack, index: int) -> None:
+        self.optimizer, self.stack, self.index = optimizer, stack, index
+
+    @property
+    def state(self) -> dict[Tensor, dict[str, Tensor]]:
+        out = {}
+        for name, stacked in self.stack.params.items():
+            state = self.optimizer.state.get(stacked, {})
+            out[self.stack.aliases[self.index][name]] = {
+                key: value[self.index] for key, value in state.items()
+                if isinstance(value, Tensor) and value.shape == stacked.shape}
+        return out
+
+
+def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainConfig, device: torch.device,
+                 show_progress: bool = True) -> list[TrainResult | TrainingFailed]:
+    """Train every member in place (``cfg`` with each member's seed); per member, its TrainResult or the
+    TrainingFailed that one-by-one training would have raised (the others go on: models never mix)."""
+    models = [member.model.to(device) for member in members]
+    peaks = [probe_memory(m.model, m.method, task, data, replace(cfg, seed=m.seed), device) for m in members]
+    stack = _Stack(models)
+    template = copy.deepcopy(models[0])  # its tensors are replaced by the stack's in every call
+    optimizer = torch.optim.AdamW(list(stack.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  betas=cfg.betas)
+    for member in members:
+        member.method.setup(member.model, cfg.steps)
+    slices = [_SliceOptimizer(optimizer, stack, index) for index in range(len(members))]
+
+    def losses_of(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        logits = functional_call(template, (params, buffers), (x,))
+        return task_loss(task.readout(logits), task.targets(y), cfg.loss)
+
+    batched_losses = torch.vmap(losses_of)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    orders = [batches(len(x_train), cfg.batch_size, torch.Generator().manual_seed(m.seed)) for m in members]
+    histories: list[list[dict[str, Any]]] = [[] for _ in members]
+    failed: dict[int, TrainingFailed] = {}
+    last: list[dict[str, Tensor]] = [{} for _ in members]
+    start = time.perf_counter()
+    with progress_bar(cfg.steps, show_progress) as advance:
+        for step in range(cfg.steps):
+            rows = torch.stack([next(order) for order in orders]).to(device)
+            task_losses = batched_losses(stack.params, stack.buffers, x_train[rows], y_train[rows])
+            terms = [m.method.regularizers(m.model, step) for m in members]
+            total = task_losses.sum() + sum(value for term in terms for value in term.values())
+            stack.zero_grads()
+            total.backward()
+            stack.gather_grads()
+            for member in members:
+                member.method.after_backward(member.model, step)
+            optimizer.step()
+            done = step + 1 == cfg.steps
+            check = (step + 1) % NAN_CHECK_EVERY == 0 or done
+            evaluate = (step + 1) % cfg.eval_every == 0 or done
+            for index, member in enumerate(members):
+                if index in failed:
+                    continue
+                logged = member.method.after_step(member.model, step + 1, slices[index])
+                if not (check or evaluate):
+                    continue
+                losses = {"task": task_losses[index], **terms[index]}
+                losses["total"] = sum(losses.values())
+                last[index] = losses
+                if check and not torch.isfinite(losses["total"]):
+                    failed[index] = TrainingFailed(f"loss became {float(losses['total'].detach())} by step "
+                                                   f"{step + 1}; run failed")
+                    continue
+                if evaluate:
+                    row = {"step": step + 1, **{k: float(v.detach()) for k, v in losses.items()}, **logged,
+                           **member.method.metrics(member.model, step + 1)}
+                    row["test_accuracy"] = accuracy(member.model, task, x_test, y_test)
+                    histories[index].append(row)
+            if evaluate:
+                advance(step + 1, f"{len(members) - len(failed)} of {len(members)} models training")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    share = (time.perf_counter() - start) / len(members)
+    return [failed.get(index) or replace(result_of(histories[index], last[index], share, *peaks[index]),
+                                         packed_with=len(members))
+            for index in range(len(members))]
