@@ -62,7 +62,7 @@ def main() -> None:
     wanted = {run.config_hash for run in planned.runs}
     for task_key in TASK_KEYS:
         records = [r for r in store.records(task_key) if r.config_hash in wanted]
-        write_leaderboard(task_key, records, data.source, start, device, args)
+        write_leaderboard(task_key, records, data.source, start, device, args, len(planned.todo))
 
 
 def report(outcome: Outcome) -> None:
@@ -113,11 +113,10 @@ def seed_orderings(records: list[ResultRecord], task_key: str) -> str:
 
 
 def write_leaderboard(task_key: str, records: list[ResultRecord], source: str, start: float,
-                      device: torch.device, args: argparse.Namespace) -> None:
+                      device: torch.device, args: argparse.Namespace, executed: int) -> None:
     table = leaderboard(records, task_key, source)
     verdict = compare(records, task_key, source)["verdict"]
-    train_total = sum(r.costs["train_time_s"] for r in records)
-    cached = sorted({f"{r.method}/seed {r.train_seed}" for r in records if r.costs["train_cached"]})
+    trained = {(r.method, r.train_seed): r.costs["train_time_s"] for r in records}  # one per model
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     figure = sparsity_scatter(table, out / f"mnist_{task_key}_sparsity.png", f"{task_key} ({source})")
@@ -128,9 +127,10 @@ def write_leaderboard(task_key: str, records: list[ResultRecord], source: str, s
         "",
         f"- Command: `MODBENCH_DATA_DIR=../shared/data python scripts/reproduce_nainani.py --seeds {seeds}` "
         f"(git {git_commit()}, device {device_name(device)}, {os.cpu_count()} CPUs, torch {torch.__version__}).",
-        f"- Time: training {train_total:.0f} s for the models of this table (as recorded when trained"
-        + (f"; loaded from cache in this run: {', '.join(cached)}" if cached else "") + f"); this script "
-        f"{time.perf_counter() - start:.0f} s up to this file.",
+        f"- Time: training {sum(trained.values()):.0f} s for the {len(trained)} models of this table (as recorded "
+        "when each was trained, some on a loaded machine); this script "
+        f"{time.perf_counter() - start:.0f} s up to this file, running {executed} of the sweep's runs (the others "
+        "were already in the results database).",
         f"- Bootstrap: {first.config['discovery']['boots']} resamples x {first.config['discovery']['pairs_per_boot']} "
         f"pairs; the {first.costs['n_pairs']} test-split pairs are split once into a discovery half and a held-out "
         "half; each resample's circuit (K = 15 neurons per hidden layer, chosen on a resample of the discovery "

@@ -158,7 +158,7 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             if mean is None or pd.isna(mean):
                 cells_.append("")
                 continue
-            star = "*" if ours and row["status"] == "ok" and best.get(metric) == mean else ""
+            star = "*" if ours and row["status"] == "ok" and row.get("canonical") and best.get(metric) == mean else ""
             cells_.append(f"{mean:.4f} ± {ci:.4f}{star}" if ci is not None and not pd.isna(ci) else f"{mean:.4f}{star}")
         cells_ += [_text(row.get("test_accuracy"), "{:.4f}"), _text(row.get("best_test_accuracy"), "{:.4f}"),
                    "ok" if row.get("status") == "ok" else f"failed: {row.get('failure', '')}"]
