@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import typing
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +118,32 @@ def build_model(spec: TrainingSpec) -> nn.Module:
     return MODELS.get(spec.model).build(spec.model_config)
 
 
+def pack_key(spec: TrainingSpec) -> str:
+    """Specs with the same key can be trained in one pack: one architecture, data and training config, any
+    regimes and seeds (``modbench.training.packed``)."""
+    return config_hash([spec.model, spec.model_config, dataclasses.replace(spec.train, seed=0), spec.data,
+                        spec.data_source, spec.code_version])
+
+
+def _save_trained(spec: TrainingSpec, model: nn.Module, result: Any, device: torch.device,
+                  store: CheckpointStore) -> dict[str, Any]:
+    info = {
+        "config_hash": spec.hash,
+        "training": to_plain(result),
+        "provenance": {"versions": versions(), "git_commit": git_commit(), "device": device_name(device)},
+    }
+    store.save(spec.checkpoint_name, model, to_plain(spec), info)
+    return {"config": to_plain(spec), **info, "cached": False}
+
+
+def _with_file_facts(model: nn.Module, meta: dict[str, Any], spec: TrainingSpec, store: CheckpointStore,
+                     device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    weights, _ = store.paths(spec.checkpoint_name)
+    meta["checkpoint_path"] = str(weights)
+    meta["checkpoint_bytes"] = weights.stat().st_size
+    return model.to(device), meta
+
+
 def trained_model(
     spec: TrainingSpec,
     task: Task,
@@ -125,32 +152,83 @@ def trained_model(
     store: CheckpointStore | None = None,
     show_progress: bool = True,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Load the cached model for ``spec``, or train and cache it. Returns the model and its record."""
-    from modbench.training.trainer import train
-
+    """Load the cached model for ``spec``, or train and cache it (resuming a killed training from its periodic
+    progress). Returns the model and its record."""
     store = store or CheckpointStore(modbench_home() / "models")
-    model = build_model(spec)
-    plain = to_plain(spec)
-    weights, _ = store.paths(spec.checkpoint_name)
     with store.lock(spec.checkpoint_name):
         if store.exists(spec.checkpoint_name):
-            meta = store.load(spec.checkpoint_name, model, plain) | {"cached": True}
+            model = build_model(spec)
+            meta = store.load(spec.checkpoint_name, model, to_plain(spec)) | {"cached": True}
         else:
-            method = METHODS.get(spec.method).build(spec.method_config)
-            progress = store.progress(spec.checkpoint_name, spec.hash, spec.train.steps)
-            try:
-                result = train(model, method, task, data, spec.train, device, show_progress, progress)
-            except TrainingFailed:
-                progress.discard()  # a diverged run diverges again: nothing worth resuming
-                raise
-            info = {
-                "config_hash": spec.hash,
-                "training": to_plain(result),
-                "provenance": {"versions": versions(), "git_commit": git_commit(), "device": device_name(device)},
-            }
-            store.save(spec.checkpoint_name, model, plain, info)
-            progress.discard()
-            meta = {"config": plain, **info, "cached": False}
-    meta["checkpoint_path"] = str(weights)
-    meta["checkpoint_bytes"] = weights.stat().st_size
-    return model.to(device), meta
+            model, meta = _train_and_save(spec, task, data, device, store, show_progress)
+    return _with_file_facts(model, meta, spec, store, device)
+
+
+def _train_and_save(spec: TrainingSpec, task: Task, data: TaskData, device: torch.device, store: CheckpointStore,
+                    show_progress: bool) -> tuple[nn.Module, dict[str, Any]]:
+    """Train one model (resuming its periodic progress if any) and cache it; the caller holds its lock."""
+    from modbench.training.trainer import train
+
+    model = build_model(spec)
+    method = METHODS.get(spec.method).build(spec.method_config)
+    progress = store.progress(spec.checkpoint_name, spec.hash, spec.train.steps)
+    try:
+        result = train(model, method, task, data, spec.train, device, show_progress, progress)
+    except TrainingFailed:
+        progress.discard()  # a diverged run diverges again: nothing worth resuming
+        raise
+    meta = _save_trained(spec, model, result, device, store)
+    progress.discard()
+    return model, meta
+
+
+def trained_models(
+    specs: list[TrainingSpec],
+    task: Task,
+    data: TaskData,
+    device: torch.device,
+    store: CheckpointStore | None = None,
+    show_progress: bool = True,
+    pack: bool = True,
+) -> list[tuple[nn.Module, dict[str, Any]] | TrainingFailed]:
+    """Several models of one task: cached ones loaded, the others trained, those sharing a :func:`pack_key`
+    together in packs (``pack``; one by one otherwise, or when alone). Per spec, its model and record, or the
+    TrainingFailed of a model that diverged (the others are unaffected). Checkpoints, records and cache keys
+    are those of :func:`trained_model`; a packed training is not resumable (it saves no progress)."""
+    from modbench.training.packed import Member, train_packed
+
+    store = store or CheckpointStore(modbench_home() / "models")
+    by_name = {spec.checkpoint_name: spec for spec in specs}
+    failed: dict[str, TrainingFailed] = {}
+    with ExitStack() as locks:
+        for name in sorted(by_name):  # one global order: no deadlock with another process taking several
+            locks.enter_context(store.lock(name))
+        todo = [spec for name, spec in by_name.items() if not store.exists(name)]
+        groups: dict[str, list[TrainingSpec]] = {}
+        for spec in todo:
+            groups.setdefault(pack_key(spec) if pack else spec.hash, []).append(spec)
+        for group in groups.values():
+            if len(group) == 1:
+                try:
+                    _train_and_save(group[0], task, data, device, store, show_progress)
+                except TrainingFailed as error:
+                    failed[group[0].checkpoint_name] = error
+                continue
+            members = [Member(build_model(spec), METHODS.get(spec.method).build(spec.method_config), spec.train.seed)
+                       for spec in group]
+            results = train_packed(members, task, data, group[0].train, device, show_progress)
+            for spec, member, result in zip(group, members, results, strict=True):
+                if isinstance(result, TrainingFailed):
+                    failed[spec.checkpoint_name] = result
+                else:
+                    _save_trained(spec, member.model, result, device, store)
+    fresh = {spec.checkpoint_name for spec in todo}
+    out: list[tuple[nn.Module, dict[str, Any]] | TrainingFailed] = []
+    for spec in specs:
+        if spec.checkpoint_name in failed:
+            out.append(failed[spec.checkpoint_name])
+            continue
+        model = build_model(spec)
+        meta = store.load(spec.checkpoint_name, model, to_plain(spec)) | {"cached": spec.checkpoint_name not in fresh}
+        out.append(_with_file_facts(model, meta, spec, store, device))
+    return out

@@ -5,7 +5,7 @@ scored on the other. Models are trained once (the two tasks share each model) an
 the results database are reused. Writes leaderboards/mnist_<task>.md beside the published rows, with the
 ordering per seed.
 
-    MODBENCH_DATA_DIR=../shared/data python scripts/reproduce_nainani.py [--seeds 1 2 3] [--workers 2]
+    MODBENCH_DATA_DIR=../shared/data python scripts/reproduce_nainani.py [--seeds 1 2 3] [--workers 2] [--pack 15]
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="training seeds")
     parser.add_argument("--discoverers", nargs="+", default=list(DISCOVERERS))
     parser.add_argument("--workers", type=int, default=None, help="processes [default: one per core]")
+    parser.add_argument("--pack", type=int, default=0, help="train the untrained models in packs of up to N "
+                                                            "(modbench sweep --pack) [0: one by one]")
     parser.add_argument("--out", type=Path, default=ROOT / "leaderboards")
     parser.add_argument("--allow-embedded", action="store_true", help="run on mnist-5k when full MNIST is absent")
     args = parser.parse_args()
@@ -56,13 +58,18 @@ def main() -> None:
     planned = plan(sweep, store, None, "reproduce_nainani")
     print(f"{len(planned.runs)} runs, {len(planned.runs) - len(planned.todo)} already in {store.path}", flush=True)
     executor = make_executor(ExecutorOptions(workers=args.workers, device=str(device)), max(1, len(planned.todo)))
-    outcomes = execute(planned, executor, store, report) if planned.todo else []
+    outcomes = execute(planned, executor, store, report, args.pack, packed) if planned.todo else []
     if any(outcome.failed for outcome in outcomes):
         raise SystemExit("some runs failed (listed above): their cells would be missing from the leaderboards")
     wanted = {run.config_hash for run in planned.runs}
     for task_key in TASK_KEYS:
         records = [r for r in store.records(task_key) if r.config_hash in wanted]
         write_leaderboard(task_key, records, data.source, start, device, args, len(planned.todo))
+
+
+def packed(models: int, result: dict) -> None:
+    print(f"trained a pack of {models} models in {result.get('seconds', 0.0):.0f} s {result.get('error', '')}",
+          flush=True)
 
 
 def report(outcome: Outcome) -> None:
@@ -125,7 +132,8 @@ def write_leaderboard(task_key: str, records: list[ResultRecord], source: str, s
     header = [
         f"# {task_key} on {source}: our five regimes beside Nainani (2024) Table 3",
         "",
-        f"- Command: `MODBENCH_DATA_DIR=../shared/data python scripts/reproduce_nainani.py --seeds {seeds}` "
+        f"- Command: `MODBENCH_DATA_DIR=../shared/data python scripts/reproduce_nainani.py --seeds {seeds}"
+        + (f" --pack {args.pack}" if args.pack else "") + "` "
         f"(git {git_commit()}, device {device_name(device)}, {os.cpu_count()} CPUs, torch {torch.__version__}).",
         f"- Time: training {sum(trained.values()):.0f} s for the {len(trained)} models of this table (as recorded "
         "when each was trained, some on a loaded machine); this script "

@@ -4,6 +4,7 @@ gradient terms (L1), swaps with and without the optimizer's moments, several see
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,3 +106,34 @@ def test_a_diverging_member_fails_alone_and_the_others_train_as_if_alone():
     assert members[0].model.blocks[0].mlp.linear.weight.isnan().all()
     assert isinstance(failed, TrainingFailed) and "nan by step 60" in str(failed)
     assert_equal_training([members[1].model], [alone], [dataclasses.replace(ok, packed_with=1)], [reference])
+
+
+def test_trained_models_packs_what_is_not_cached_under_the_one_by_one_cache_keys(tmp_path, monkeypatch):
+    from modbench.pipeline import TrainingSpec, trained_model, trained_models
+    from modbench.training.checkpoint import CheckpointStore
+
+    def spec(key: str, seed: int) -> TrainingSpec:
+        name, changes = REGIMES[key]
+        config = dataclasses.replace(METHODS.get(name).config, **changes)
+        return TrainingSpec(name, config, "tiny_mlp", TINY, dataclasses.replace(CFG, seed=seed), "toy", "toy")
+
+    specs = [spec(key, seed) for key in ("vanilla", "l1", "bimt") for seed in (1, 2)]
+    task, data = TASKS.get("toy_mlp").build(), tiny_data()
+    packed_store, alone_store = CheckpointStore(tmp_path / "packed"), CheckpointStore(tmp_path / "alone")
+    trained_model(specs[0], task, data, CPU, packed_store, show_progress=False)  # one already cached
+    packed = trained_models(specs, task, data, CPU, packed_store, show_progress=False)
+    assert [meta["cached"] for _, meta in packed] == [True] + [False] * 5
+    assert [meta["training"]["packed_with"] for _, meta in packed] == [1] + [5] * 5
+    for one, (model, meta) in zip(specs, packed, strict=True):
+        alone, alone_meta = trained_model(one, task, data, CPU, alone_store, show_progress=False)
+        assert meta["checkpoint_path"].replace("packed", "alone") == alone_meta["checkpoint_path"]
+        for (name, value), expected in zip(model.state_dict().items(), alone.state_dict().values(), strict=True):
+            torch.testing.assert_close(value, expected, rtol=1e-4, atol=1e-5, msg=name)  # float32: rounding only
+        history = [row["test_accuracy"] for row in meta["training"]["history"]]
+        assert history == [row["test_accuracy"] for row in alone_meta["training"]["history"]]
+    checkpoint = Path(packed[1][1]["checkpoint_path"])
+    assert checkpoint.stat().st_size == Path(trained_model(specs[1], task, data, CPU, alone_store,
+                                                           show_progress=False)[1]["checkpoint_path"]).stat().st_size
+    monkeypatch.setattr("modbench.training.packed.train_packed", lambda *a, **k: pytest.fail("retrained"))
+    again = trained_models(specs, task, data, CPU, packed_store, show_progress=False)
+    assert all(meta["cached"] for _, meta in again)

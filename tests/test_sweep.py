@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import json
 import os
 import signal
 import subprocess
@@ -265,6 +266,34 @@ def test_local_pool_rows_equal_one_process_rows_and_failed_runs_are_listed_not_w
     code, out, _ = run_cli(["sweep", path, "--dry-run"], capsys)
     assert "4 runs, 2 already done, 2 to run" in out
     assert len(rows(home)) == 2
+
+
+def test_with_pack_the_untrained_models_train_in_one_pack_and_the_rows_match_one_by_one(
+        tmp_path, capsys, monkeypatch, plugins):
+    path = sweep_file(tmp_path, 'methods = ["vanilla", "l1", "sweep_nan"]\nseeds = [1, 2]\n' + TOY)
+    code, out, err = run_cli(["sweep", path, "--workers", "2", "--pack", "8", "--device", "cpu"], capsys)
+    assert code == 1, err
+    assert "trained a pack of 6 models" in out and "4 ok, 2 failed" in out and "loss became nan" in out
+    home = Path(os.environ["MODBENCH_HOME"])
+    sidecars = [json.loads(p.read_text()) for p in (home / "models").glob("*.json")]
+    assert sorted(s["training"]["packed_with"] for s in sidecars) == [6] * 4  # the diverged ones: no checkpoint
+    packed = sorted((comparable(r) for r in rows(home)), key=lambda row: row["config_hash"])
+    alone = sorted(in_process_rows(path, tmp_path / "other-home", monkeypatch), key=lambda row: row["config_hash"])
+    assert [row["config_hash"] for row in packed] == [row["config_hash"] for row in alone]
+    for one, other in zip(packed, alone, strict=True):  # float32: batched matmuls round differently
+        assert (one["costs"].pop("packed_with"), other["costs"].pop("packed_with")) == (6, 1)
+        assert (one["costs"].pop("train_cached"), other["costs"].pop("train_cached")) == (True, False)  # the pack's
+        assert not [d for d in differences(one, other) if not close_text(d)], differences(one, other)
+
+
+def close_text(difference: str) -> bool:
+    """A line of :func:`differences` between two numbers within float32 rounding of each other."""
+    _, _, values = difference.rpartition(": ")
+    left, _, right = values.partition(" != ")
+    try:
+        return float(left) == pytest.approx(float(right), rel=1e-3, abs=1e-4)
+    except ValueError:
+        return False
 
 
 def test_a_sweep_killed_with_sigkill_leaves_whole_rows_and_its_rerun_finishes_without_duplicates(

@@ -28,6 +28,8 @@ def sweep(
                                                  "ray: cpu] (ray with cuda: one GPU per run)"),
     data_dir: Path | None = typer.Option(None, help="folder holding the tasks' data [env MODBENCH_DATA_DIR]"),
     results: Path | None = typer.Option(None, help="results database [default: $MODBENCH_HOME/results.sqlite]"),
+    pack: int = typer.Option(0, help="first train the untrained models in packs of up to N per architecture "
+                                     "(one process each, stacked along a model axis; pays on a GPU) [0: off]"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the runs and which are done; run nothing"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
@@ -41,6 +43,8 @@ def sweep(
     store_path = results_path(results)
     check_writable_file(store_path, "--results")
     check_data_dir(data_dir)
+    if pack < 0:
+        raise UserError(f"--pack must be >= 0, got {pack}")
 
     from modbench.results.store import ResultStore
     from modbench.sweeps.driver import prepare
@@ -56,7 +60,7 @@ def sweep(
         return
     if not todo:
         return
-    outcomes = _run(plan, options, store, quiet)
+    outcomes = _run(plan, options, store, quiet, pack)
     _summary(outcomes, store_path)
     if any(outcome.failed for outcome in outcomes):
         raise SystemExit(1)
@@ -80,7 +84,7 @@ def _device(device: str | None, executor: str, address: str | None) -> str:
     return str(resolve_device(device))
 
 
-def _run(plan, options, store, quiet):  # noqa: ANN001, ANN202
+def _run(plan, options, store, quiet, pack):  # noqa: ANN001, ANN202
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
@@ -97,9 +101,13 @@ def _run(plan, options, store, quiet):  # noqa: ANN001, ANN202
             counts["failed" if outcome.failed else "ok"] += 1
             progress.update(bar, advance=1, description=f"ok {counts['ok']}  failed {counts['failed']}")
 
+        def packed(models: int, result: dict) -> None:  # noqa: ANN001
+            progress.console.print(f"trained a pack of {models} models in {result.get('seconds', 0.0):.0f} s"
+                                   + (f": {result['error']}" if result.get("error") else ""), highlight=False)
+
         executor = make_executor(options, len(plan.todo))
         try:
-            return execute(plan, executor, store, advance)
+            return execute(plan, executor, store, advance, pack, packed)
         except KeyboardInterrupt:
             raise typer.Abort() from None
 

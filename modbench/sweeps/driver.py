@@ -10,14 +10,14 @@ never train it at once: the first trains and caches it, the others start when it
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from modbench.errors import UserError
 from modbench.results.record import ResultRecord
 from modbench.results.store import ResultStore
-from modbench.sweeps.executors import Executor
+from modbench.sweeps.executors import Executor, PackJob
 from modbench.sweeps.spec import RunSpec, SweepSpec, check_names, load_sweep
 
 
@@ -30,6 +30,7 @@ class PlannedRun:
     config_hash: str
     training_hash: str
     cached: bool
+    pack_key: str = ""  # runs whose models share it can be trained in one pack (pipeline.pack_key)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def plan(sweep: SweepSpec, store: ResultStore, data_dir: Path | None = None, pat
     training or writing. Scripts build a :class:`SweepSpec` and call this directly."""
     from modbench.experiment import record_identity
     from modbench.paths import modbench_home
-    from modbench.pipeline import build_task
+    from modbench.pipeline import build_task, pack_key
     from modbench.provenance import config_hash
     from modbench.training.checkpoint import CheckpointStore
 
@@ -104,7 +105,7 @@ def plan(sweep: SweepSpec, store: ResultStore, data_dir: Path | None = None, pat
         source = sources[task.config.dataset]
         identity = record_identity(spec, source, task.config)
         planned.append(PlannedRun(index, run, identity.config_hash, identity.training.hash,
-                                  checkpoints.exists(identity.training.checkpoint_name)))
+                                  checkpoints.exists(identity.training.checkpoint_name), pack_key(identity.training)))
     hashes = {run.config_hash for run in planned}
     if len(hashes) < len(planned):  # distinct lists make this impossible; a guard against silent loss
         raise UserError(f"{path}: two runs of the sweep have the same config")
@@ -147,24 +148,73 @@ def write(store: ResultStore, outcome: Outcome) -> Outcome:
     return Outcome(outcome.run, outcome.seconds, store.append(outcome.record), outcome.reason)
 
 
+def pack_jobs(runs: tuple[PlannedRun, ...], size: int) -> list[tuple[PackJob, list[str]]]:
+    """The models of ``runs`` not yet trained, grouped by pack key into packs of at most ``size`` (one run per
+    model; a lone model is left to its run). Each pack with the training hashes it makes."""
+    groups: dict[str, dict[str, PlannedRun]] = {}
+    for run in runs:
+        if not run.cached:
+            groups.setdefault(run.pack_key, {}).setdefault(run.training_hash, run)
+    jobs = []
+    for models in groups.values():
+        hashes = list(models)
+        for start in range(0, len(hashes), size):
+            chunk = hashes[start : start + size]
+            if len(chunk) > 1:
+                jobs.append((PackJob(tuple(models[h].run for h in chunk)), chunk))
+    return jobs
+
+
+def train_packs(todo: tuple[PlannedRun, ...], executor: Executor, size: int,
+                on_pack: Callable[[int, dict[str, Any]], None] = lambda trained, result: None,
+                ) -> tuple[tuple[PlannedRun, ...], dict[str, str]]:
+    """Train the sweep's untrained models in packs first (each pack one executor job); returns the runs with
+    ``cached`` updated and, per training hash that failed in its pack, why (its runs fail with that reason)."""
+    jobs = pack_jobs(todo, size)
+    for index, (job, _) in enumerate(jobs):
+        executor.submit(-1 - index, job)
+    trained: set[str] = set()
+    failed: dict[str, str] = {}
+    for _ in jobs:
+        index, result = executor.next_done()
+        hashes = jobs[-1 - index][1]
+        for training_hash in hashes:
+            reason = result.get("trained", {}).get(training_hash, result.get("error") or "not trained")
+            if reason:
+                failed[training_hash] = reason
+            else:
+                trained.add(training_hash)
+        on_pack(len(hashes), result)
+    return tuple(replace(run, cached=run.cached or run.training_hash in trained) for run in todo), failed
+
+
 def execute(plan: Plan, executor: Executor, store: ResultStore,
-            on_outcome: Callable[[Outcome], None] = lambda outcome: None) -> list[Outcome]:
+            on_outcome: Callable[[Outcome], None] = lambda outcome: None, pack: int = 0,
+            on_pack: Callable[[int, dict[str, Any]], None] = lambda trained, result: None) -> list[Outcome]:
     """Run every run still to do, writing each result as it arrives; returns the outcomes in sweep order.
+    ``pack`` > 1: first train the untrained models in packs of at most that many (:func:`train_packs`).
     On an exception (Ctrl-C) unfinished runs are cancelled; rows already written stay."""
     todo = plan.todo
-    waiting: dict[str, list[PlannedRun]] = {}  # training hash -> runs waiting for the run training it
-    by_index = {run.index: run for run in todo}
-    for run in todo:
-        if run.cached:
-            executor.submit(run.index, run.run)
-        elif run.training_hash in waiting:
-            waiting[run.training_hash].append(run)
-        else:
-            waiting[run.training_hash] = []
-            executor.submit(run.index, run.run)
     outcomes: dict[int, Outcome] = {}
     try:
-        while len(outcomes) < len(todo):
+        if pack > 1:
+            todo, failed = train_packs(todo, executor, pack, on_pack)
+            for run in todo:
+                if run.training_hash in failed:
+                    outcomes[run.index] = Outcome(run, 0.0, reason=failed[run.training_hash])
+                    on_outcome(outcomes[run.index])
+            todo = tuple(run for run in todo if run.index not in outcomes)
+        waiting: dict[str, list[PlannedRun]] = {}  # training hash -> runs waiting for the run training it
+        by_index = {run.index: run for run in todo}
+        for run in todo:
+            if run.cached:
+                executor.submit(run.index, run.run)
+            elif run.training_hash in waiting:
+                waiting[run.training_hash].append(run)
+            else:
+                waiting[run.training_hash] = []
+                executor.submit(run.index, run.run)
+        while len(outcomes) < len(plan.todo):
             index, result = executor.next_done()
             run = by_index[index]
             outcome = write(store, outcome_of(run, result))
@@ -177,4 +227,4 @@ def execute(plan: Plan, executor: Executor, store: ResultStore,
         executor.close(cancel=True)
         raise
     executor.close()
-    return [outcomes[run.index] for run in todo]
+    return [outcomes[run.index] for run in plan.todo]

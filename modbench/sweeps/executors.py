@@ -60,6 +60,46 @@ def run_one(run: RunSpec, device: str, data_dir: str | None, threads: int) -> di
         return {"record": None, "error": one_line(error), "seconds": time.perf_counter() - start}
 
 
+@dataclass(frozen=True)
+class PackJob:
+    """Train the models of ``runs`` (one per model; one pack key) together, before the runs score them."""
+
+    runs: tuple[RunSpec, ...]
+
+
+def run_pack(job: PackJob, device: str, data_dir: str | None, threads: int) -> dict[str, Any]:
+    """Train a pack in this process: ``{"trained": {training hash: "" or why it failed}, "error", "seconds"}``;
+    the checkpoints land in the cache, where the runs then load them."""
+    start = time.perf_counter()
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        from pathlib import Path
+
+        from modbench.errors import TrainingFailed
+        from modbench.experiment import record_identity
+        from modbench.pipeline import build_task, trained_models
+        from modbench.provenance import resolve_device
+
+        specs = [run.experiment() for run in job.runs]
+        task = build_task(specs[0].task, specs[0].model_config)
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            data = task.load(Path(data_dir) if data_dir else None)
+            trainings = [record_identity(spec, data.source, task.config).training for spec in specs]
+            results = trained_models(trainings, task, data, resolve_device(device), show_progress=False)
+        trained = {spec.hash: one_line(result) if isinstance(result, TrainingFailed) else ""
+                   for spec, result in zip(trainings, results, strict=True)}
+        return {"record": None, "trained": trained, "error": "", "seconds": time.perf_counter() - start}
+    except Exception as error:
+        return {"record": None, "trained": {}, "error": one_line(error), "seconds": time.perf_counter() - start}
+
+
+def run_job(job: RunSpec | PackJob, device: str, data_dir: str | None, threads: int) -> dict[str, Any]:
+    """What every executor runs: a pack of trainings or one run."""
+    return (run_pack if isinstance(job, PackJob) else run_one)(job, device, data_dir, threads)
+
+
 def failure(reason: str) -> dict[str, Any]:
     return {"record": None, "error": reason, "seconds": 0.0}
 
@@ -74,7 +114,7 @@ def machine_cores() -> int:
 
 @runtime_checkable
 class Executor(Protocol):
-    def submit(self, index: int, run: RunSpec) -> None: ...
+    def submit(self, index: int, run: RunSpec | PackJob) -> None: ...
 
     def next_done(self) -> tuple[int, dict[str, Any]]:
         """Block until a submitted run finishes: its index and its :func:`run_one` result."""
@@ -124,9 +164,9 @@ class LocalExecutor:
         self.futures: dict[Future[dict[str, Any]], int] = {}
         self.refused: list[tuple[int, dict[str, Any]]] = []  # submitted to a pool already broken
 
-    def submit(self, index: int, run: RunSpec) -> None:
+    def submit(self, index: int, run: RunSpec | PackJob) -> None:
         try:
-            future = self.pool.submit(run_one, run, self.options.device, self.options.data_dir, self.threads)
+            future = self.pool.submit(run_job, run, self.options.device, self.options.data_dir, self.threads)
         except BrokenProcessPool:
             self.refused.append((index, failure(WORKER_DIED)))
             return
@@ -165,10 +205,10 @@ class RayExecutor:
         else:  # "local" starts a new instance even when RAY_ADDRESS names a cluster; Ray finds the GPUs
             ray.init(address="local", num_cpus=options.workers or machine_cores(), **common)
         # One CPU (and one GPU for --device cuda) per run; no retries: a crashed run is reported as failed.
-        self.remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(run_one)
+        self.remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(run_job)
         self.refs: dict[Any, int] = {}
 
-    def submit(self, index: int, run: RunSpec) -> None:
+    def submit(self, index: int, run: RunSpec | PackJob) -> None:
         self.refs[self.remote.remote(run, self.options.device, self.options.data_dir, 1)] = index
 
     def next_done(self) -> tuple[int, dict[str, Any]]:

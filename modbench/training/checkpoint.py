@@ -96,7 +96,8 @@ class CheckpointStore:
 
     def save(self, name: str, model: nn.Module, config: dict[str, Any], info: dict[str, Any]) -> Path:
         weights, sidecar = self.paths(name)
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        # clone: a packed model's tensors are views of its pack, and torch.save would store the whole pack
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         atomic_write(weights, lambda handle: torch.save(state, handle))
         meta = {"config": config, "sha256": _sha256(weights), **info}
         atomic_write(sidecar, lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
