@@ -2,10 +2,10 @@
 them as one pack (``train_packed``), side by side in one run, for each P in --models (default 5 and 20:
 the five regimes x 1 and x 4 seeds). Both include the per-model memory probe and the evaluations; the
 figure per arm is the best of --repeats. Also prints how far the packed weights are from the one-by-one
-weights, and both arms' mean test accuracy. In float32 the batched matmuls round differently; vanilla stays
-within ~1e-6, but L1's sign() at zero turns rounding into lr-sized steps and BIMT's discrete swaps can then
-choose differently, so the regimes' weights drift apart like two seeds' would not, yet measurably (the exact
-agreement of the algorithm is tested in float64 in tests/test_packed.py).
+weights, and both arms' mean test accuracy. In float32 the batched matrix products round differently: vanilla
+stays within ~1e-6, but L1's sign at zero turns rounding into lr-sized steps and BIMT's discrete swaps can then
+choose differently, so those weights drift apart while the accuracies stay alike (the exact agreement of the
+algorithm is tested in float64 in tests/test_packed.py).
 
     python scripts/bench_packed.py [--models 5 20] [--steps 1000] [--repeats 2] [--device cpu|cuda]
                                    [--threads N]    (full MNIST with MODBENCH_DATA_DIR=../shared/data)

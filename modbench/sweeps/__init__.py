@@ -27,7 +27,9 @@ Everything is checked before any training or writing: a bad file is one line and
 A run is skipped when the results database has a row (ok or failed) with its ``config_hash``; a run that
 failed before making a row (training diverged, a crash) is tried again by the next sweep. ``modbench sweep``
 exits with 0 when every run is ok, 1 when any failed (listed with its reason, never ranked), 2 for a bad
-file or flag. Sweeps record rows only: figures are made by ``modbench run``.
+file or flag. Sweeps record rows only: figures are made by ``modbench run``. With ``--pack N`` the models the
+runs need and the cache lacks are first trained in packs of up to N per architecture and training config (one
+executor job per pack; ``modbench.training.packed``), then the runs load them.
 """
 
 from modbench.sweeps.driver import Outcome, Plan, PlannedRun, execute, plan, prepare
