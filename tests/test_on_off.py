@@ -69,3 +69,14 @@ def test_contiguous_clusters_on_a_transformer_cover_heads_and_mlp_blocks_aligned
     right = task.readout(logits).argmax(-1) == data.y_test
     per_class = [float(right[data.y_test == c].double().mean()) for c in result["classes"]]
     assert result["on_accuracy"][0] == per_class
+
+
+def test_results_do_not_depend_on_how_many_inputs_share_a_forward(monkeypatch):
+    """Pretrained models need small evaluation batches: chunked forwards give the one-forward result."""
+    task = TASKS.get("toy_transformer").build()
+    torch.manual_seed(0)
+    model, data = MODELS.get("tiny_transformer").build().double(), task.load(None)
+    config = OnOffConfig(k=2, clusters="contiguous")
+    whole = OnOff(config).analyse(model, task, data)
+    monkeypatch.setattr(type(task), "eval_batch_size", 7, raising=False)
+    assert OnOff(config).analyse(model, task, data) == whole

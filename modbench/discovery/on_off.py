@@ -61,7 +61,16 @@ class OnOff:
         device = next(model.parameters()).device
         x, y = data.x_test[: self.config.max_images].to(device), data.y_test[: self.config.max_images].to(device)
         targets = task.targets(y)
-        full_correct = task.readout(model(x)).argmax(-1) == targets
+        rows = getattr(task, "eval_batch_size", 10_000)  # inputs per forward: a pretrained model's windows are large
+
+        def predictions(keep_of: dict[str, Tensor] | None) -> Tensor:
+            out = []
+            for chunk in x.split(rows):
+                logits = model(chunk) if keep_of is None else run_circuits(
+                    model, chunk, {name: mask.expand(len(chunk), -1) for name, mask in keep_of.items()}, zeros)
+                out.append(task.readout(logits).argmax(-1))
+            return torch.cat(out)
+
         # every subset, the empty one first (rows right without any cluster are not decided by these layers)
         subsets = [s for n in range(k + 1) for s in itertools.combinations(range(k), n)]
         member = torch.tensor([[c in s for c in range(k)] for s in subsets], device=device)  # (subsets, k)
@@ -69,10 +78,10 @@ class OnOff:
         cluster_of = {s.name: labels[s.group].to(device).view(s.size, -1)[:, 0] for s in model.sites()
                       if s.group in labels}
         zeros = {name: torch.zeros((), device=device) for name in cluster_of}
+        full_correct = predictions(None) == targets
         correct = torch.empty(len(subsets), len(targets), dtype=torch.bool, device=device)  # read-out rows
         for index in range(len(subsets)):
-            keep = {name: member[index][of].expand(len(x), -1) for name, of in cluster_of.items()}
-            correct[index] = task.readout(run_circuits(model, x, keep, zeros)).argmax(-1) == targets
+            correct[index] = predictions({name: member[index][of] for name, of in cluster_of.items()}) == targets
         without = correct[0]
         size = member.sum(1).clamp(min=1)  # the paper's convention: right with no cluster counts as needing 1
         classes = torch.unique(targets)
