@@ -229,6 +229,7 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
                     "train_device": training["provenance"]["device"], "data_note": data.note,
                     "checkpoint": training["checkpoint_path"]},
     )
+    outcome.task = task
     return record, outcome
 
 

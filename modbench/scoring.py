@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Int
@@ -27,6 +28,7 @@ class Outcome:
     mean_scores: dict[str, Tensor]
     model: ModelAdapter | None = None
     details: dict = field(default_factory=dict)
+    task: Any = None  # the task as built for the model (for its optional figures)
 
 
 def split_pairs(n: int, holdout: float, seed: int) -> tuple[Int[Tensor, " d"], Int[Tensor, " h"]]:

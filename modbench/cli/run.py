@@ -88,7 +88,7 @@ def run(
                         sparsity_scatter(board, figure_dir / f"{task}-{record.dataset}-sparsity.png", task,
                                          record.faithfulness_metric)]
     figures_made.append(weight_heatmaps(outcome.model, figure_dir / f"{stem}-weights.png", label))
-    task_figures = getattr(TASKS.get(task).build(), "figures", None)  # optional part of the task protocol
+    task_figures = getattr(outcome.task, "figures", None)  # optional part of the task protocol
     if task_figures is not None:
         figures_made += task_figures(outcome.model, figure_dir / stem, label)
     typer.echo(f"record {record.id} ({record.status}) written to {store.path}\nfigures: "
