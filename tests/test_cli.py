@@ -55,6 +55,10 @@ RUN = ["run", "--method", "bimt", "--task", "circle_detection"]
         (["leaderboard", "show", "--task", "nope"], "unknown task"),
         (["leaderboard", "show", "--task", "circle_detection", "--results", "/tmp/no-such.sqlite"], "does not exist"),
         (["leaderboard", "show", "--task", "circle_detection", "--markdown", "/"], "is a directory"),
+        (["leaderboard", "show", "--task", "circle_detection", "--csv", "/"], "is a directory"),
+        (["leaderboard", "show", "--task", "circle_detection", "--csv", "/etc/passwd/x.csv"], "is not a directory"),
+        ([*RUN, "--figures", "/etc/passwd"], "is not a directory"),
+        ([*RUN, "--set", "lam=inf"], "lam must be a finite number"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_code_2_and_writes_nothing(args, expected, capsys, tmp_path):

@@ -122,7 +122,7 @@ def test_damaged_progress_is_set_aside_with_a_warning_and_training_starts_again(
     if damage == "garbage":
         progress.path.write_bytes(b"\x00 half a file")
     elif damage == "pickle":
-        progress.path.write_bytes(pickle.dumps({"config_hash": spec().hash, "step": 500, "x": _Exploit()}, protocol=2))
+        progress.path.write_bytes(pickle.dumps({"config_hash": spec().hash, "step": 500, "x": _Exploit()}, protocol=4))
     elif damage == "other_config":
         torch.save({"config_hash": "0" * 16, "step": 500}, progress.path)
     else:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -156,6 +157,45 @@ def test_corrupted_or_mismatched_checkpoint_is_an_error_not_a_retrain(tmp_path):
     with pytest.raises(CheckpointError, match="different config"):
         trained_model(spec, toy_task(), tiny_data(), CPU, store, show_progress=False)
     assert weights.read_bytes() == original
+
+
+class _Exploit:
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize("damage", ["sidecar_list", "sidecar_not_utf8", "sidecar_not_json", "truncated",
+                                    "malicious_pickle"])
+def test_a_damaged_checkpoint_is_a_one_line_error_never_executed_nor_retrained(tmp_path, monkeypatch, damage):
+    import hashlib
+    import json
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    store = CheckpointStore(tmp_path / "models")
+    spec = spec_for()
+    trained_model(spec, toy_task(), tiny_data(), CPU, store, show_progress=False)
+    weights, sidecar = store.paths(spec.checkpoint_name)
+    expected = "not a JSON object" if damage.startswith("sidecar") else "corrupted"
+    if damage == "sidecar_list":
+        sidecar.write_text("[1, 2]")
+    elif damage == "sidecar_not_utf8":
+        sidecar.write_bytes(b"\xff\xfe{}")
+    elif damage == "sidecar_not_json":
+        sidecar.write_text("{not json")
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:  # a pickle that runs code when unpickled, with a sidecar vouching for it
+        weights.write_bytes(pickle.dumps({"x": _Exploit()}, protocol=4))
+        meta = json.loads(sidecar.read_text())
+        meta["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+        sidecar.write_text(json.dumps(meta))
+        expected = "cannot be loaded"
+    damaged = weights.read_bytes()
+    with pytest.raises(CheckpointError, match=expected) as error:
+        trained_model(spec, toy_task(), tiny_data(), CPU, store, show_progress=False)
+    assert "\n" not in str(error.value) and "delete" in str(error.value)
+    assert not (tmp_path / "pwned").exists() and weights.read_bytes() == damaged  # refused, never retrained
 
 
 def test_weights_left_without_their_sidecar_by_a_kill_are_retrained_over(tmp_path):

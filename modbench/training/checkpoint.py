@@ -47,7 +47,9 @@ class ProgressFile:
         if not self.path.exists():
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note on a foreign pickle protocol: the error below says it
+                warnings.simplefilter("ignore")
+                state = torch.load(self.path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict) or state.get("config_hash") != self.config_hash:
                 raise ValueError("made by another config")
             return state
@@ -120,7 +122,9 @@ class CheckpointStore:
         if meta.get("sha256") != _sha256(weights):
             raise CheckpointError(f"checkpoint {weights} is corrupted (SHA-256 mismatch): {hint}")
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about a foreign pickle protocol before refusing it
+                warnings.simplefilter("ignore")
+                state = torch.load(weights, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
         except Exception as error:  # weights_only refuses pickled code: a clear error, never a traceback
             reason = " ".join(str(error).split())[:200]
