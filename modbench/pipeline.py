@@ -205,8 +205,9 @@ def trained_models(
             locks.enter_context(store.lock(name))
         todo = [spec for name, spec in by_name.items() if not store.exists(name)]
         groups: dict[str, list[TrainingSpec]] = {}
-        for spec in todo:
-            groups.setdefault(pack_key(spec) if pack else spec.hash, []).append(spec)
+        for spec in todo:  # a model with saved progress resumes alone (packs save none)
+            resumable = store.progress(spec.checkpoint_name, spec.hash, spec.train.steps).path.exists()
+            groups.setdefault(pack_key(spec) if pack and not resumable else spec.hash, []).append(spec)
         for group in groups.values():
             if len(group) == 1:
                 try:
@@ -222,6 +223,7 @@ def trained_models(
                     failed[spec.checkpoint_name] = result
                 else:
                     _save_trained(spec, member.model, result, device, store)
+                    store.progress(spec.checkpoint_name, spec.hash, spec.train.steps).discard()
     fresh = {spec.checkpoint_name for spec in todo}
     out: list[tuple[nn.Module, dict[str, Any]] | TrainingFailed] = []
     for spec in specs:

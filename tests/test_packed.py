@@ -137,3 +137,28 @@ def test_trained_models_packs_what_is_not_cached_under_the_one_by_one_cache_keys
     monkeypatch.setattr("modbench.training.packed.train_packed", lambda *a, **k: pytest.fail("retrained"))
     again = trained_models(specs, task, data, CPU, packed_store, show_progress=False)
     assert all(meta["cached"] for _, meta in again)
+
+
+def test_frozen_and_unused_parameters_stay_as_one_by_one_training_leaves_them():
+    task, data = TASKS.get("toy_mlp").build(), float64(tiny_data())
+    cfg = dataclasses.replace(CFG, weight_decay=0.1)
+
+    def odd_model(seed: int) -> torch.nn.Module:
+        model = build(HookedMLP, TINY, seed)
+        model.register_parameter("unused", torch.nn.Parameter(torch.ones(3, dtype=torch.float64)))
+        model.unembed.weight.requires_grad_(False)
+        return model
+
+    grid = [("vanilla", 1), ("cluster", 2)]
+    alone = []
+    for key, seed in grid:
+        alone.append(odd_model(seed))
+        train(alone[-1], method(key), task, data, dataclasses.replace(cfg, seed=seed), CPU, show_progress=False)
+    members = [Member(odd_model(seed), method(key), seed) for key, seed in grid]
+    train_packed(members, task, data, cfg, CPU, show_progress=False)
+    for member, reference in zip(members, alone, strict=True):
+        assert torch.equal(member.model.unused, torch.ones(3, dtype=torch.float64))
+        assert not member.model.unembed.weight.requires_grad
+        for (name, value), expected in zip(member.model.state_dict().items(), reference.state_dict().values(),
+                                           strict=True):
+            torch.testing.assert_close(value, expected, rtol=0, atol=1e-10, msg=name)

@@ -112,7 +112,8 @@ class _Exploit:
         return (os.system, ("touch pwned",))
 
 
-@pytest.mark.parametrize("damage", ["garbage", "pickle", "other_config", "not_a_dict"])
+@pytest.mark.parametrize("damage", ["garbage", "pickle", "other_config", "not_a_dict", "missing_keys",
+                                    "other_shapes"])
 def test_damaged_progress_is_set_aside_with_a_warning_and_training_starts_again(tmp_path, monkeypatch, damage,
                                                                                  reference):
     monkeypatch.chdir(tmp_path)
@@ -125,6 +126,11 @@ def test_damaged_progress_is_set_aside_with_a_warning_and_training_starts_again(
         progress.path.write_bytes(pickle.dumps({"config_hash": spec().hash, "step": 500, "x": _Exploit()}, protocol=4))
     elif damage == "other_config":
         torch.save({"config_hash": "0" * 16, "step": 500}, progress.path)
+    elif damage == "missing_keys":
+        torch.save({"config_hash": spec().hash, "step": 500}, progress.path)
+    elif damage == "other_shapes":  # e.g. left by an older version of the model's code
+        state = {key: 0 for key in ("step", "optimizer", "order", "history", "elapsed", "peak", "peak_kind")}
+        torch.save({"config_hash": spec().hash, **state, "step": 500, "model": {"w": torch.zeros(2)}}, progress.path)
     else:
         torch.save([1, 2, 3], progress.path)
     with pytest.warns(UserWarning, match="ignoring training progress"):
@@ -132,3 +138,21 @@ def test_damaged_progress_is_set_aside_with_a_warning_and_training_starts_again(
     assert not (tmp_path / "pwned").exists()
     assert resumed[1]["training"]["resumed_from_step"] == 0
     assert_same_training(resumed, reference)
+
+
+def test_several_models_at_once_resume_the_one_with_progress_alone_and_pack_none_with_it(tmp_path, monkeypatch,
+                                                                                        reference):
+    from modbench.pipeline import trained_models
+
+    other = dataclasses.replace(spec(), train=dataclasses.replace(spec().train, seed=2))
+    store = CheckpointStore(tmp_path / "several")
+    interrupt_at(monkeypatch, KILL_AT, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        train_in(store.root)
+    monkeypatch.undo()
+    results = trained_models([spec(), other], TASKS.get("toy_mlp").build(), tiny_data(), CPU, store,
+                             show_progress=False)
+    assert [meta["training"]["resumed_from_step"] for _, meta in results] == [500, 0]
+    assert [meta["training"]["packed_with"] for _, meta in results] == [1, 1]
+    assert_same_training(results[0], reference)
+    assert not list(store.root.glob("*.progress.pt"))

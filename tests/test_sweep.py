@@ -286,6 +286,18 @@ def test_with_pack_the_untrained_models_train_in_one_pack_and_the_rows_match_one
         assert not [d for d in differences(one, other) if not close_text(d)], differences(one, other)
 
 
+def test_a_pack_that_fails_as_a_whole_leaves_its_models_to_their_runs(tmp_path, capsys, plugins):
+    """One member's config is refused when its training starts: the pack fails, the runs train one by one and
+    only that member's runs fail, with its own reason."""
+    path = sweep_file(tmp_path, 'methods = ["vanilla", "bimt"]\n' + TOY + "[method_overrides.bimt]\nswap_top_k = 100\n")
+    code, out, err = run_cli(["sweep", path, "--workers", "1", "--pack", "4", "--device", "cpu"], capsys)
+    assert code == 1, err
+    assert "trained a pack of 2 models" in out and "1 ok, 1 failed" in out
+    assert "bimt on toy_mlp (activation_patching, seed 1): swap_top_k=100 is larger than every permutable layer" in out
+    home = Path(os.environ["MODBENCH_HOME"])
+    assert [(r.method, r.status) for r in rows(home)] == [("vanilla", "ok")]
+
+
 def close_text(difference: str) -> bool:
     """A line of :func:`differences` between two numbers within float32 rounding of each other."""
     _, _, values = difference.rpartition(": ")

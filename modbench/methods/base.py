@@ -3,6 +3,12 @@
 A method adds loss terms (``regularizers``), may add exact penalty gradients itself (``after_backward``,
 cheaper than autograd for simple penalties), may act after each optimizer step (``after_step``, e.g. BIMT
 swaps), and reports numbers at evaluation points (``metrics``). It never owns the loop.
+
+Two things the loop relies on: a method keeps no state of its own beyond what ``setup`` derives from the model
+(a resumed training calls ``setup`` again and restores only weights, optimizer and batch order), and it acts
+on the model only through its parameters and buffers, and on the optimizer only through ``state`` (a packed
+training runs the forward on a shared template, so hooks a method would attach to its model are not seen, and
+it hands ``after_step`` a per-model view of the pack's optimizer state).
 """
 
 from __future__ import annotations

@@ -169,7 +169,9 @@ def train_packs(todo: tuple[PlannedRun, ...], executor: Executor, size: int,
                 on_pack: Callable[[int, dict[str, Any]], None] = lambda trained, result: None,
                 ) -> tuple[tuple[PlannedRun, ...], dict[str, str]]:
     """Train the sweep's untrained models in packs first (each pack one executor job); returns the runs with
-    ``cached`` updated and, per training hash that failed in its pack, why (its runs fail with that reason)."""
+    ``cached`` updated and, per training hash that diverged in its pack, why (its runs fail with that reason).
+    A pack that fails as a whole (one member's bad config, out of memory) fails no run: its models are then
+    trained one by one by their runs, where each error belongs to its own run."""
     jobs = pack_jobs(todo, size)
     for index, (job, _) in enumerate(jobs):
         executor.submit(-1 - index, job)
@@ -179,11 +181,11 @@ def train_packs(todo: tuple[PlannedRun, ...], executor: Executor, size: int,
         index, result = executor.next_done()
         hashes = jobs[-1 - index][1]
         for training_hash in hashes:
-            reason = result.get("trained", {}).get(training_hash, result.get("error") or "not trained")
-            if reason:
-                failed[training_hash] = reason
-            else:
+            reason = result.get("trained", {}).get(training_hash)
+            if reason == "":
                 trained.add(training_hash)
+            elif reason:
+                failed[training_hash] = reason
         on_pack(len(hashes), result)
     return tuple(replace(run, cached=run.cached or run.training_hash in trained) for run in todo), failed
 

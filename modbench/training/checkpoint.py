@@ -33,6 +33,14 @@ def progress_every(steps: int) -> int:
     return max(500, -(-steps // 20))
 
 
+PROGRESS_KEYS = ("step", "model", "optimizer", "order", "history", "elapsed", "peak", "peak_kind")
+
+
+def _same_shapes(saved: Any, expected: dict[str, Any]) -> bool:
+    return (isinstance(saved, dict) and saved.keys() == expected.keys()
+            and all(getattr(saved[k], "shape", None) == v.shape for k, v in expected.items()))
+
+
 @dataclass(frozen=True)
 class ProgressFile:
     """A training's periodic state (weights, optimizer, batch order, history), so that a killed run resumes
@@ -43,7 +51,9 @@ class ProgressFile:
     config_hash: str
     every: int
 
-    def load(self) -> dict[str, Any] | None:
+    def load(self, expected: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The saved state, if there is one that fits ``expected`` (the model's state dict: same names and
+        shapes, e.g. not a state left by an older version of the model's code)."""
         if not self.path.exists():
             return None
         try:
@@ -52,6 +62,11 @@ class ProgressFile:
                 state = torch.load(self.path, map_location="cpu", weights_only=True)
             if not isinstance(state, dict) or state.get("config_hash") != self.config_hash:
                 raise ValueError("made by another config")
+            missing = [key for key in PROGRESS_KEYS if key not in state]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+            if expected is not None and not _same_shapes(state["model"], expected):
+                raise ValueError("its weights do not fit the model")
             return state
         except Exception as error:  # weights_only refuses pickled code; any damage means: start again
             reason = " ".join(str(error).split())[:120]

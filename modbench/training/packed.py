@@ -43,39 +43,53 @@ class Member:
     seed: int
 
 
-def _alias(module: nn.Module, name: str, value: Tensor, parameter: bool) -> None:
+def _alias(module: nn.Module, name: str, value: Tensor, parameter: bool, trainable: bool = True) -> None:
     owner, _, leaf = name.rpartition(".")
     target = module.get_submodule(owner) if owner else module
     if parameter:
-        target._parameters[leaf] = nn.Parameter(value, requires_grad=True)
+        target._parameters[leaf] = nn.Parameter(value, requires_grad=trainable)
     else:
         target._buffers[leaf] = value
 
 
 class _Stack:
-    """The pack's stacked parameters and buffers; each member's own tensors become views of its slice."""
+    """The pack's stacked parameters and buffers; each member's own tensors become views of its slice.
+    Only trainable parameters are optimised (frozen ones are stacked apart, as buffers are), and a parameter
+    no member's loss reaches keeps no gradient, so AdamW leaves it alone as it would one by one."""
 
     def __init__(self, models: list[nn.Module]) -> None:
         first = models[0]
-        names = [name for name, _ in first.named_parameters(remove_duplicate=False)]
-        if len(names) != len(dict(first.named_parameters())):
+        named = [dict(m.named_parameters()) for m in models]
+        if len(list(first.named_parameters(remove_duplicate=False))) != len(named[0]):
             raise ValueError("packed training does not support tied (shared) parameters")
-        self.params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models])
-                       .requires_grad_() for name in names}
+        trainable = {name for name, p in named[0].items() if p.requires_grad}
+        self.params = {name: torch.stack([n[name].detach() for n in named]).requires_grad_()
+                       for name in named[0] if name in trainable}
+        self.frozen = {name: torch.stack([n[name].detach() for n in named]) for name in named[0]
+                       if name not in trainable}
         self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models])
                         for name, _ in first.named_buffers()}
         for index, model in enumerate(models):
             for name, stacked in self.params.items():
                 _alias(model, name, stacked.detach()[index], parameter=True)
+            for name, stacked in self.frozen.items():
+                _alias(model, name, stacked[index], parameter=True, trainable=False)
             for name, stacked in self.buffers.items():
                 _alias(model, name, stacked[index], parameter=False)
-        self.aliases = [dict(m.named_parameters()) for m in models]
+        self.aliases = [{name: p for name, p in m.named_parameters() if name in trainable} for m in models]
+
+    @property
+    def tensors(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """What ``functional_call`` replaces in the template: (parameters, buffers), each stacked."""
+        return self.params | self.frozen, self.buffers
 
     def gather_grads(self) -> None:
         """Each model's regularizer gradients (on its aliases) join the stacked gradient; the aliases' ``.grad``
         then view the model's slice, where ``after_backward`` adds its terms."""
         for name, stacked in self.params.items():
             if stacked.grad is None:
+                if all(aliases[name].grad is None for aliases in self.aliases):
+                    continue  # reached by no loss: no gradient, as for one model alone
                 stacked.grad = torch.zeros_like(stacked)
             for index, aliases in enumerate(self.aliases):
                 alias, mine = aliases[name], stacked.grad[index]
@@ -114,8 +128,8 @@ def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainCo
     TrainingFailed that one-by-one training would have raised (the others go on: models never mix)."""
     models = [member.model.to(device) for member in members]
     peaks = [probe_memory(m.model, m.method, task, data, replace(cfg, seed=m.seed), device) for m in members]
+    template = copy.deepcopy(models[0])  # before stacking; its tensors are replaced by the stack's in every call
     stack = _Stack(models)
-    template = copy.deepcopy(models[0])  # its tensors are replaced by the stack's in every call
     optimizer = torch.optim.AdamW(list(stack.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   betas=cfg.betas)
     for member in members:
@@ -137,7 +151,7 @@ def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainCo
     with progress_bar(cfg.steps, show_progress) as advance:
         for step in range(cfg.steps):
             rows = torch.stack([next(order) for order in orders]).to(device)
-            task_losses = batched_losses(stack.params, stack.buffers, x_train[rows], y_train[rows])
+            task_losses = batched_losses(*stack.tensors, x_train[rows], y_train[rows])
             terms = [m.method.regularizers(m.model, step) for m in members]
             total = task_losses.sum() + sum(value for term in terms for value in term.values())
             stack.zero_grads()
@@ -171,6 +185,7 @@ def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainCo
                 advance(step + 1, f"{len(members) - len(failed)} of {len(members)} models training")
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+    stack.zero_grads()  # the members keep views of the stack's weights, not of its gradients
     share = (time.perf_counter() - start) / len(members)
     return [failed.get(index) or replace(result_of(histories[index], last[index], share, *peaks[index]),
                                          packed_with=len(members))

@@ -132,7 +132,7 @@ def train(
     model.to(device)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
-    saved = progress.load() if progress is not None else None
+    saved = progress.load(model.state_dict()) if progress is not None else None
     if saved is None:
         peak, peak_kind = probe_memory(model, method, task, data, cfg, device)
     stepper = Stepper(model, method, task, cfg, cfg.steps)
