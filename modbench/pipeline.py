@@ -200,10 +200,11 @@ def trained_models(
     store = store or CheckpointStore(modbench_home() / "models")
     by_name = {spec.checkpoint_name: spec for spec in specs}
     failed: dict[str, TrainingFailed] = {}
+    pending = sorted(name for name in by_name if not store.exists(name))  # complete checkpoints need no lock
     with ExitStack() as locks:
-        for name in sorted(by_name):  # one global order: no deadlock with another process taking several
+        for name in pending:  # one global order: no deadlock with another process taking several
             locks.enter_context(store.lock(name))
-        todo = [spec for name, spec in by_name.items() if not store.exists(name)]
+        todo = [by_name[name] for name in pending if not store.exists(name)]  # another process may have saved it
         groups: dict[str, list[TrainingSpec]] = {}
         for spec in todo:  # a model with saved progress resumes alone (packs save none)
             resumable = store.progress(spec.checkpoint_name, spec.hash, spec.train.steps).path.exists()
