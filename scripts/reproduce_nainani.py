@@ -98,7 +98,7 @@ def seed_orderings(records: list[ResultRecord], task_key: str) -> str:
     """Is the ordering seed noise? Per training seed, the canonical (exact patching) logit-difference order and
     its Kendall tau against the paper; then, per pair of regimes, in how many seeds the paper's sign holds."""
     paper = nainani_table3(task_key).set_index("method")["logit_difference"]
-    canonical = [r for r in records if is_canonical(r)]
+    canonical = [r for r in records if is_canonical(r.task, r.variant, r.discoverer)]
     by_seed: dict[int, dict[str, float]] = {}
     for r in canonical:
         by_seed.setdefault(r.train_seed, {})[r.method] = r.metrics["logit_difference"]["mean"]

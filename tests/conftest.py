@@ -108,3 +108,16 @@ def _register_toys() -> None:
 _register_toys()
 TOY_TASKS = ("toy_mlp", "toy_cnn", "toy_transformer")
 assert all(key in TASKS for key in TOY_TASKS)
+
+
+def run_writers(target, path: str, count: int = 8) -> None:  # noqa: ANN001
+    """``target(path, worker)`` in ``count`` spawned processes at once; each must exit cleanly."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=target, args=(path, w)) for w in range(count)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(120)
+        assert writer.exitcode == 0

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import pytest
+from conftest import run_writers
 
 from modbench.errors import UserError
 from modbench.results.compare import compare, kendall_tau
@@ -37,14 +37,7 @@ def _writer(path: str, worker: int) -> None:
 
 
 def test_eight_concurrent_writer_processes_lose_no_row(tmp_path):
-    path = str(tmp_path / "results.sqlite")
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_writer, args=(path, w)) for w in range(8)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-        assert worker.exitcode == 0
+    run_writers(_writer, str(tmp_path / "results.sqlite"))
     rows = ResultStore(tmp_path / "results.sqlite").records()
     assert len(rows) == 80
     assert {(r.provenance["worker"], r.provenance["i"]) for r in rows} == {(w, i) for w in range(8) for i in range(10)}

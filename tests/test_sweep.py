@@ -7,7 +7,6 @@ them through ``MODBENCH_PLUGINS``, as any outside plugin would."""
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_writers
 
 from modbench.cli.app import main
 from modbench.registry import import_plugin
@@ -349,13 +349,7 @@ def _write_many(path: str, worker: int) -> None:
 
 def test_eight_sweep_processes_writing_at_once_lose_nothing(tmp_path):
     path = str(tmp_path / "results.sqlite")
-    context = multiprocessing.get_context("spawn")
-    writers = [context.Process(target=_write_many, args=(path, w)) for w in range(8)]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join(120)
-        assert writer.exitcode == 0
+    run_writers(_write_many, path)
     stored = ResultStore(Path(path)).records()
     assert sorted((r.provenance["w"], r.provenance["i"]) for r in stored) == [(w, i) for w in range(8)
                                                                              for i in range(10)]

@@ -41,12 +41,10 @@ def default_discoverer(task: str) -> str | None:
     return TASKS.get(task).config.discoverer if task in TASKS else None
 
 
-def is_canonical(record: ResultRecord | dict[str, Any]) -> bool:
+def is_canonical(task: str, variant: str, discoverer: str) -> bool:
     """The row that stands for its method: registered defaults (variant) scored by the task's own discoverer.
     Other discoverers' rows are shown beside it, ranked after the canonical rows and never starred."""
-    get = record.get if isinstance(record, dict) else lambda key: getattr(record, key)
-    expected = default_discoverer(get("task"))
-    return get("variant") == "default" and expected in (None, get("discoverer"))
+    return variant == "default" and default_discoverer(task) in (None, discoverer)
 
 
 def cells(records: list[ResultRecord], dataset: str | None = None) -> pd.DataFrame:
@@ -61,7 +59,7 @@ def cells(records: list[ResultRecord], dataset: str | None = None) -> pd.DataFra
         use = ok if len(ok) else group
         row: dict[str, Any] = use.iloc[-1].to_dict()
         row["seeds"] = len(use)
-        row["canonical"] = is_canonical(row)
+        row["canonical"] = is_canonical(row["task"], row["variant"], row["discoverer"])
         row["status"] = "ok" if len(ok) else "failed"
         if len(ok) < len(group):
             row["failure"] = f"{len(group) - len(ok)} of {len(group)} seeds failed: " + group.iloc[-1]["failure"]

@@ -27,10 +27,11 @@ from torch.func import functional_call
 from modbench.data.dataset import TaskData
 from modbench.errors import TrainingFailed
 from modbench.methods.base import Method
-from modbench.tasks.base import Task, accuracy, task_loss
+from modbench.tasks.base import Task, task_loss
 from modbench.training.config import TrainConfig
 from modbench.training.progress import progress_bar
-from modbench.training.trainer import NAN_CHECK_EVERY, TrainResult, batches, probe_memory, result_of
+from modbench.training.trainer import (TrainResult, batches, checkpoints, diverged, evaluation_row, probe_memory,
+                                       result_of)
 
 
 @dataclass
@@ -160,9 +161,7 @@ def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainCo
             for member in members:
                 member.method.after_backward(member.model, step)
             optimizer.step()
-            done = step + 1 == cfg.steps
-            check = (step + 1) % NAN_CHECK_EVERY == 0 or done
-            evaluate = (step + 1) % cfg.eval_every == 0 or done
+            check, evaluate = checkpoints(step, cfg)
             for index, member in enumerate(members):
                 if index in failed:
                     continue
@@ -172,15 +171,12 @@ def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainCo
                 losses = {"task": task_losses[index], **terms[index]}
                 losses["total"] = sum(losses.values())
                 last[index] = losses
-                if check and not torch.isfinite(losses["total"]):
-                    failed[index] = TrainingFailed(f"loss became {float(losses['total'].detach())} by step "
-                                                   f"{step + 1}; run failed")
+                if check and (failure := diverged(losses["total"], step)):
+                    failed[index] = failure
                     continue
                 if evaluate:
-                    row = {"step": step + 1, **{k: float(v.detach()) for k, v in losses.items()}, **logged,
-                           **member.method.metrics(member.model, step + 1)}
-                    row["test_accuracy"] = accuracy(member.model, task, x_test, y_test)
-                    histories[index].append(row)
+                    histories[index].append(evaluation_row(member.model, member.method, task, losses, logged, step,
+                                                           x_test, y_test))
             if evaluate:
                 advance(step + 1, f"{len(members) - len(failed)} of {len(members)} models training")
         if device.type == "cuda":

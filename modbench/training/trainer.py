@@ -152,19 +152,13 @@ def train(
         for step in range(first, cfg.steps):
             rows = next(index).to(device)
             losses, logged = stepper(x_train[rows], y_train[rows], step)
-            done = step + 1 == cfg.steps
-            # NaN/inf spreads into the weights, so checking every 100 steps misses nothing and avoids a
-            # device sync per step.
-            total = losses["total"]
-            if ((step + 1) % NAN_CHECK_EVERY == 0 or done) and not torch.isfinite(total):
-                raise TrainingFailed(f"loss became {float(total.detach())} by step {step + 1}; run failed")
-            if (step + 1) % cfg.eval_every == 0 or done:
-                row = {"step": step + 1, **{k: float(v.detach()) for k, v in losses.items()}, **logged,
-                       **method.metrics(model, step + 1)}
-                row["test_accuracy"] = accuracy(model, task, x_test, y_test)
-                history.append(row)
-                advance(step + 1, f"loss {float(total.detach()):.4f} acc {row['test_accuracy']:.4f}")
-            if progress is not None and (step + 1) % progress.every == 0 and not done:
+            check, evaluate = checkpoints(step, cfg)
+            if check and (failure := diverged(losses["total"], step)):
+                raise failure
+            if evaluate:
+                history.append(evaluation_row(model, method, task, losses, logged, step, x_test, y_test))
+                advance(step + 1, f"loss {history[-1]['total']:.4f} acc {history[-1]['test_accuracy']:.4f}")
+            if progress is not None and (step + 1) % progress.every == 0 and step + 1 < cfg.steps:
                 progress.save({"step": step + 1, "model": model.state_dict(),
                                "optimizer": stepper.optimizer.state_dict(), "order": index.state_dict(),
                                "history": history, "elapsed": before + time.perf_counter() - start,
@@ -173,6 +167,29 @@ def train(
             torch.cuda.synchronize(device)
     elapsed = before + time.perf_counter() - start
     return result_of(history, losses, elapsed, peak, peak_kind, first)
+
+
+def checkpoints(step: int, cfg: TrainConfig) -> tuple[bool, bool]:
+    """After step ``step`` (0-based): whether to check that the loss is finite, and whether to evaluate.
+    NaN/inf spreads into the weights, so checking every 100 steps misses nothing and spares a device sync
+    per step."""
+    done = step + 1 == cfg.steps
+    return (step + 1) % NAN_CHECK_EVERY == 0 or done, (step + 1) % cfg.eval_every == 0 or done
+
+
+def diverged(total: Tensor, step: int) -> TrainingFailed | None:
+    if torch.isfinite(total):
+        return None
+    return TrainingFailed(f"loss became {float(total.detach())} by step {step + 1}; run failed")
+
+
+def evaluation_row(model: nn.Module, method: Method, task: Task, losses: dict[str, Tensor],
+                   logged: dict[str, float], step: int, x_test: Tensor, y_test: Tensor) -> dict[str, float | int]:
+    """One history row after step ``step`` (0-based): losses, what the regime logged, its metrics, test accuracy."""
+    row = {"step": step + 1, **{k: float(v.detach()) for k, v in losses.items()}, **logged,
+           **method.metrics(model, step + 1)}
+    row["test_accuracy"] = accuracy(model, task, x_test, y_test)
+    return row
 
 
 def result_of(history: list[dict[str, float | int]], losses: dict[str, Tensor], elapsed: float, peak: int,
