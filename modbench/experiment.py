@@ -96,6 +96,24 @@ class ExperimentSpec:
         )
 
 
+def experiment_spec(task: str, method: str, method_config: Any, discoverer: str, discoverer_config: Any, *,
+                    model: str | None, seed: int, steps: int | None, boots: int, pairs: int, pair_seed: int,
+                    boot_seed: int, top_k: int | None, ablation: str) -> ExperimentSpec:
+    """The resolved spec of ``modbench run``'s flags; sweeps build their runs with it too, so a row made by
+    either is recognised by the other. ``top_k`` None = the task's own selection. Bad values -> UserError."""
+    from modbench.discovery.catalog import TopKConfig
+
+    try:
+        discovery = DiscoveryConfig(boots=boots, pairs_per_boot=pairs, intervention=ablation, pair_seed=pair_seed,
+                                    boot_seed=boot_seed, selection="" if top_k is None else "top_k")
+        selection = None if top_k is None else TopKConfig(k=top_k)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    return ExperimentSpec(task=task, method=method, method_config=method_config, model=model, train_seed=seed,
+                          steps=steps, discoverer=discoverer, discovery=discovery,
+                          discoverer_config=discoverer_config, selection_config=selection).resolved()
+
+
 def _default(value: Any, default: Any) -> Any:
     return default if value is None else value
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -42,3 +43,19 @@ def file_digest(path: Path, algorithm: str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+DOWNLOAD_TIMEOUT_S = 3.0  # per socket operation: an offline machine fails fast, a slow link still completes
+
+
+def fetch_checked(url: str, into: IO[bytes], algorithm: str, expected: str) -> None:
+    """Stream ``url`` into the open binary file ``into`` and rewind it; OSError when the URL is unreachable or
+    the content's ``algorithm`` digest is not ``expected`` (ValueError for a malformed URL)."""
+    digest = hashlib.new(algorithm)
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        for block in iter(lambda: response.read(1 << 20), b""):
+            digest.update(block)
+            into.write(block)
+    if digest.hexdigest() != expected:
+        raise OSError(f"checksum mismatch for {url}")
+    into.seek(0)

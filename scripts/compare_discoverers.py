@@ -66,14 +66,13 @@ def format_agreement(rows: dict[str, dict[str, float]]) -> list[str]:
 
 def load_trained(method: str, task_key: str, seed: int, steps: int | None, device: torch.device):  # noqa: ANN201
     """(resolved spec, task, data, model in eval mode, checkpoint record), as ``modbench run`` gets them."""
-    from modbench.experiment import ExperimentSpec
-    from modbench.pipeline import build_task, task_training_spec, trained_model
+    from modbench.experiment import ExperimentSpec, record_identity
+    from modbench.pipeline import build_task, trained_model
 
     spec = ExperimentSpec(task=task_key, method=method, train_seed=seed, steps=steps).resolved()
     task = build_task(spec.task, spec.model_config)
     data = task.load(None)
-    training = task_training_spec(spec.method, spec.method_config, spec.model, spec.model_config, task.config,
-                                  data.source, spec.steps, spec.train_seed)
+    training = record_identity(spec, data.source, task.config).training
     model, meta = trained_model(training, task, data, device, show_progress=False)
     return spec, task, data, model.eval(), meta | {"steps": training.train.steps}
 

@@ -8,7 +8,6 @@ import typer
 
 from modbench.cli.app import app
 from modbench.cli.options import check_data_dir, check_seed, check_steps, check_writable_dir, check_writable_file, results_path
-from modbench.errors import UserError
 from modbench.paths import modbench_home
 
 
@@ -38,25 +37,18 @@ def run(
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train (or load) a model, discover its circuit with bootstrap CIs, record and show the row."""
-    from modbench.discovery.catalog import TopKConfig
-    from modbench.experiment import DiscoveryConfig, ExperimentSpec
+    from modbench.experiment import experiment_spec
     from modbench.pipeline import override
     from modbench.registries import DISCOVERERS, METHODS, TASKS
 
     for name, value in (("seed", seed), ("pair-seed", pair_seed), ("boot-seed", boot_seed)):
         check_seed(name, value)
     check_steps(steps)
-    try:
-        discovery = DiscoveryConfig(boots=boots, pairs_per_boot=pairs, intervention=ablation, pair_seed=pair_seed,
-                                    boot_seed=boot_seed, selection="" if top_k is None else "top_k")
-        selection = None if top_k is None else TopKConfig(k=top_k)
-    except ValueError as error:
-        raise UserError(str(error)) from None
     found = discoverer or TASKS.get(task).config.discoverer
-    spec = ExperimentSpec(task=task, method=method, method_config=override(METHODS.get(method).config, set_),
-                          model=model, train_seed=seed, steps=steps, discoverer=found, discovery=discovery,
-                          discoverer_config=override(DISCOVERERS.get(found).config, discoverer_set),
-                          selection_config=selection).resolved()
+    spec = experiment_spec(task, method, override(METHODS.get(method).config, set_), found,
+                           override(DISCOVERERS.get(found).config, discoverer_set), model=model, seed=seed,
+                           steps=steps, boots=boots, pairs=pairs, pair_seed=pair_seed, boot_seed=boot_seed,
+                           top_k=top_k, ablation=ablation)
     store_path, figure_dir = results_path(results), figures or modbench_home() / "figures"
     check_writable_file(store_path, "--results")
     check_writable_dir(figure_dir, "--figures")

@@ -12,9 +12,8 @@ import os
 import pickle
 import tarfile
 import tempfile
-import urllib.request
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ import torch
 from modbench.data.dataset import TaskData
 from modbench.data.mnist import md5sum
 from modbench.errors import UserError
-from modbench.files import atomic_write
+from modbench.files import atomic_write, fetch_checked
 from modbench.paths import default_data_dir
 
 FOLDER = "cifar-10-batches-py"
@@ -41,7 +40,6 @@ CIFAR10_FILES = {
 ARCHIVE = "cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 URL = "https://www.cs.toronto.edu/~kriz/" + ARCHIVE
-DOWNLOAD_TIMEOUT_S = 3.0  # per socket operation: an offline machine fails fast, a slow link still completes
 IMAGE_SHAPE = (3, 32, 32)
 
 # Globals a batch pickle may name: numpy's array and dtype reconstruction (python 2 and 3 pickles, numpy 1
@@ -82,18 +80,6 @@ def _check_present(folder: Path) -> list[str]:
     return missing
 
 
-def _fetch_archive(url: str, into: IO[bytes]) -> None:
-    """Stream ``url`` into ``into``, raising OSError when unreachable or when the MD5 is not the tarball's."""
-    digest = hashlib.md5()
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        for block in iter(lambda: response.read(1 << 20), b""):
-            digest.update(block)
-            into.write(block)
-    if digest.hexdigest() != ARCHIVE_MD5:
-        raise OSError(f"checksum mismatch for {url}")
-    into.seek(0)
-
-
 def download_cifar10(folder: Path, url: str | None = None) -> bool:
     """Fetch the tarball (MD5-checked, into an anonymous temporary file) and extract the six batches into
     ``folder`` (each MD5-checked, written atomically). False when the download fails. ``url`` defaults to
@@ -106,7 +92,7 @@ def download_cifar10(folder: Path, url: str | None = None) -> bool:
     wanted = {f"{FOLDER}/{name}": name for name in CIFAR10_FILES}
     with tempfile.TemporaryFile() as archive:
         try:
-            _fetch_archive(url, archive)
+            fetch_checked(url, archive, "md5", ARCHIVE_MD5)
         except (OSError, ValueError):  # ValueError: a malformed URL
             return False
         written = set()

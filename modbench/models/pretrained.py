@@ -20,7 +20,7 @@ from jaxtyping import Int
 from torch import Tensor
 from transformer_lens import HookedTransformerConfig
 
-from modbench.errors import UserError
+from modbench.errors import UserError, one_line
 from modbench.models.catalog import PretrainedConfig
 from modbench.models.transformer import ModularTransformer
 
@@ -28,8 +28,7 @@ HINT = "connect to Hugging Face once, or point HF_HOME at a cache that holds it"
 
 
 def _reason(error: BaseException) -> str:
-    text = " ".join(str(error).split()).split(". ")[0][:200]  # its first sentence: the message stays one line
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return one_line(error, 200, first_sentence=True)  # Hugging Face's messages run on for paragraphs
 
 
 @contextmanager

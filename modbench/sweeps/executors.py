@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, Protocol, runtime_checkable
 
-from modbench.errors import UserError
+from modbench.errors import UserError, one_line
 from modbench.sweeps.spec import RunSpec
 
 EXECUTORS = ("local", "ray")
@@ -26,16 +26,6 @@ RAY_MISSING = "--executor ray needs Ray: pip install -e '.[ray]'"
 WORKER_DIED = "worker process died (killed, or out of memory?); rerun the sweep to retry"
 # Passed on to Ray workers, which may not inherit the driver's environment (plugins, data, cache, offline).
 FORWARDED_ENV = ("MODBENCH_PLUGINS", "MODBENCH_HOME", "MODBENCH_DATA_DIR", "MODBENCH_OFFLINE")
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one short line; modbench's own errors are already worded for people."""
-    from modbench.errors import TrainingFailed
-
-    text = " ".join(str(error).split())
-    if not isinstance(error, UserError | TrainingFailed):
-        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
-    return text[:300]
 
 
 def run_one(run: RunSpec, device: str, data_dir: str | None, threads: int) -> dict[str, Any]:

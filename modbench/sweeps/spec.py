@@ -167,26 +167,19 @@ class RunSpec:
     discoverer_set: tuple[str, ...] = ()
 
     def experiment(self) -> Any:
-        """The resolved ExperimentSpec, built exactly as ``modbench run`` builds it from the same flags (so a
-        row of either is recognised by the other). Bad names or values -> one-line UserError."""
-        from modbench.discovery.catalog import TopKConfig
-        from modbench.experiment import DiscoveryConfig, ExperimentSpec
+        """The resolved ExperimentSpec, built by the function that builds ``modbench run``'s from the same flags
+        (so a row of either is recognised by the other). Bad names or values -> one-line UserError."""
+        from modbench.experiment import experiment_spec
         from modbench.registries import DISCOVERERS, METHODS
 
-        try:
-            discovery = DiscoveryConfig(boots=self.boots, pairs_per_boot=self.pairs, intervention=self.ablation,
-                                        pair_seed=self.pair_seed, boot_seed=self.boot_seed,
-                                        selection="" if self.top_k is None else "top_k")
-            selection = None if self.top_k is None else TopKConfig(k=self.top_k)
-        except ValueError as error:
-            raise UserError(str(error)) from None
         method_config = _overridden("method_overrides", self.method, METHODS.get(self.method).config,
                                     self.method_set)
         discoverer_config = _overridden("discoverer_overrides", self.discoverer,
                                         DISCOVERERS.get(self.discoverer).config, self.discoverer_set)
-        return ExperimentSpec(task=self.task, method=self.method, method_config=method_config, model=self.model,
-                              train_seed=self.seed, steps=self.steps, discoverer=self.discoverer, discovery=discovery,
-                              discoverer_config=discoverer_config, selection_config=selection).resolved()
+        return experiment_spec(self.task, self.method, method_config, self.discoverer, discoverer_config,
+                               model=self.model, seed=self.seed, steps=self.steps, boots=self.boots,
+                               pairs=self.pairs, pair_seed=self.pair_seed, boot_seed=self.boot_seed,
+                               top_k=self.top_k, ablation=self.ablation)
 
     def label(self) -> str:
         return f"{self.method} on {self.task} ({self.discoverer}, seed {self.seed})"

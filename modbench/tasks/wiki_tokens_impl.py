@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from modbench.data.dataset import TaskData
 from modbench.data.wikitext import UNK, WordTokenizer, load_wikitext, unigram_perplexity, windows, words
 from modbench.errors import UserError
+from modbench.stats import resample_indices, summarize
 from modbench.tasks.base import ContrastivePairs
 from modbench.tasks.configs import WikiTokensConfig
 
@@ -73,9 +74,12 @@ class WikiTokensTask:
             from modbench.models.pretrained import load_tokenizer
 
             tokenizer = load_tokenizer(self.config.tokenizer)
+            train_ids = tokenizer.encode(train_lines)
         else:
-            tokenizer = WordTokenizer(words(train_lines), self.config.vocab_size)
-        train_ids, test_ids = tokenizer.encode(train_lines), tokenizer.encode(wiki.test)
+            train_words = words(train_lines)  # split once: the vocabulary and the ids both read it
+            tokenizer = WordTokenizer(train_words, self.config.vocab_size)
+            train_ids = tokenizer.encode_words(train_words)
+        test_ids = tokenizer.encode(wiki.test)
         x_train, y_train = windows(train_ids, self.config.n_ctx)
         x_test, y_test = windows(test_ids, self.config.n_ctx)
         if wiki.train is not None:
@@ -119,12 +123,9 @@ class WikiTokensTask:
         """``test_perplexity``: exp(mean CE over all test targets) and a 95 % percentile interval from
         resampling test windows (every window holds ``n_ctx`` targets, so window means average to it)."""
         per_window = window_cross_entropy(model, data.x_test, data.y_test, self.eval_batch_size)
-        generator = torch.Generator().manual_seed(PERPLEXITY_SEED)
-        index = torch.randint(len(per_window), (PERPLEXITY_BOOTS, len(per_window)), generator=generator)
-        boots = per_window[index].mean(1).exp()
-        low, high = torch.quantile(boots, torch.tensor([0.025, 0.975], dtype=boots.dtype)).tolist()
-        value = float(per_window.mean().exp())
-        return {"test_perplexity": {"mean": value, "ci_low": low, "ci_high": high, "ci": (high - low) / 2}}
+        index = resample_indices(len(per_window), PERPLEXITY_BOOTS, len(per_window), PERPLEXITY_SEED)
+        interval = summarize(per_window[index].mean(1).exp())
+        return {"test_perplexity": interval | {"mean": float(per_window.mean().exp())}}  # mean: the whole test set
 
 
 @torch.no_grad()

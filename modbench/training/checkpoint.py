@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from modbench.errors import CheckpointError
+from modbench.errors import CheckpointError, one_line
 from modbench.files import atomic_write, file_digest
 
 
@@ -69,8 +69,7 @@ class ProgressFile:
                 raise ValueError("its weights do not fit the model")
             return state
         except Exception as error:  # weights_only refuses pickled code; any damage means: start again
-            reason = " ".join(str(error).split())[:120]
-            warnings.warn(f"ignoring training progress {self.path} ({type(error).__name__}: {reason}); "
+            warnings.warn(f"ignoring training progress {self.path} ({one_line(error, 120)}); "
                           "training from step 0", stacklevel=2)
             self.discard()
             return None
@@ -142,7 +141,5 @@ class CheckpointStore:
                 state = torch.load(weights, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
         except Exception as error:  # weights_only refuses pickled code: a clear error, never a traceback
-            reason = " ".join(str(error).split())[:200]
-            raise CheckpointError(f"checkpoint {weights} cannot be loaded ({type(error).__name__}: {reason}): "
-                                  f"{hint}") from None
+            raise CheckpointError(f"checkpoint {weights} cannot be loaded ({one_line(error, 200)}): {hint}") from None
         return meta
