@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from modbench.errors import TrainingFailed, UserError
+from modbench.errors import TrainingFailed, UserError, one_line
 from modbench.provenance import config_hash, device_name, git_commit, to_plain, versions
 from modbench.registries import DISCOVERERS, INTERVENTIONS, METHODS, MODELS, SELECTIONS, TASKS
 from modbench.results.record import ResultRecord
@@ -173,52 +174,148 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
                    show_progress: bool = True, data: Any = None) -> tuple[ResultRecord, Any]:
     """Run one experiment; returns the record and the outcome (model, circuit, scores) for figures.
     ``data`` injects a task's data (tests, notebooks) instead of loading it."""
-    from modbench.discovery.modularity import bsgc_clusterability, contiguous_clusterability
-    from modbench.pipeline import build_task, trained_model
-    from modbench.scoring import analyse_classes, discover_and_score
-    from modbench.stats import summarize
+    [result] = run_experiments([spec], device, data_dir, show_progress, data)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+@dataclass
+class _Run:
+    """A run between its steps: resolved, its task built, its data loaded, its identity known."""
+
+    spec: ExperimentSpec
+    task: Any
+    data: Any
+    identity: RecordIdentity
+
+
+def run_experiments(specs: list[ExperimentSpec], device: torch.device, data_dir: Path | None = None,
+                    show_progress: bool = True, data: Any = None, pack: bool = True,
+                    ) -> list[tuple[ResultRecord, Any] | Exception]:
+    """Several runs in one process. With ``pack``, the models not yet trained are trained in packs where
+    they share an architecture (``pipeline.trained_models``), and the runs that differ only in their model
+    (method, its config, seed: same task, discoverer and discovery settings) are scored in one batched pass
+    when their discoverer declares it ``packable`` (``scoring.discover_and_score_pack``). Per spec, its
+    record and outcome, or the exception :func:`run_experiment` would raise for it alone."""
+    from modbench.pipeline import trained_models
+
+    results: list[Any] = [None] * len(specs)
+    runs: dict[int, _Run] = {}
+    built: dict[str, Any] = {}  # tasks and their data, per (task, model config)
+    for index, spec in enumerate(specs):
+        try:
+            runs[index] = _prepare(spec, data_dir, data, built)
+        except Exception as error:  # noqa: BLE001 (the run's own failure, raised again for one run)
+            results[index] = error
+    by_data: dict[str, dict[str, _Run]] = {}  # per data source, one run per model to train or load
+    for run in runs.values():
+        by_data.setdefault(run.data.source, {}).setdefault(run.identity.training.hash, run)
+    models: dict[str, Any] = {}
+    for group in by_data.values():
+        first = next(iter(group.values()))  # runs sharing a training hash train the same model, whatever task
+        trained = trained_models([run.identity.training for run in group.values()], first.task, first.data, device,
+                                 show_progress=show_progress, pack=pack)
+        models.update(zip(group, trained, strict=True))
+    scoring: dict[str, list[int]] = {}
+    for index, run in runs.items():
+        model = models[run.identity.training.hash]
+        if isinstance(model, TrainingFailed):
+            results[index] = TrainingFailed(f"{run.spec.method} on {run.spec.task}: {model}")
+            continue
+        together = pack and bool(DISCOVERERS.get(run.spec.discoverer).traits.get("packable"))
+        scoring.setdefault(_scoring_key(run) if together else str(index), []).append(index)
+    for indices in scoring.values():
+        group = [runs[i] for i in indices]
+        trained = [models[run.identity.training.hash] for run in group]
+        for index, run, (_, training), outcome in zip(indices, group, trained, _score_group(group, trained, device),
+                                                      strict=True):
+            try:
+                results[index] = outcome if isinstance(outcome, Exception) else (
+                    _record(run, training, outcome, device), outcome)
+            except Exception as error:  # noqa: BLE001 (the run's own failure)
+                results[index] = error
+    return results
+
+
+def _score_group(group: list[_Run], trained: list[Any], device: torch.device) -> list[Any]:
+    """Outcomes (or the exceptions) of runs sharing a scoring key; a pack whose batched pass fails (a model
+    or discoverer that ``torch.vmap`` cannot run, out of memory) is scored one model at a time, with a warning."""
+    models = [model for model, _ in trained]
+    try:
+        return _score(group, models, device)
+    except Exception as error:  # noqa: BLE001 (one run: its failure; a pack: retried one by one)
+        if len(group) == 1 or isinstance(error, UserError):  # e.g. too few pairs: every run's own failure
+            return [error] * len(group)
+        warnings.warn(f"scoring {len(group)} models in one pass failed ({one_line(error)}); scoring them one by one",
+                      stacklevel=2)
+    return [_score_group([run], [pair], device)[0] for run, pair in zip(group, trained, strict=True)]
+
+
+def _prepare(spec: ExperimentSpec, data_dir: Path | None, data: Any, built: dict[str, Any]) -> _Run:
+    """Resolve the spec, check its selection against the model's sites (before any training), build its task
+    and load its data (each once per process: ``built``), and name its record."""
+    from modbench.pipeline import build_task
 
     spec = spec.resolved()
-    task = build_task(spec.task, spec.model_config)
-    discoverer = DISCOVERERS.get(spec.discoverer)
-    reads_classes = discoverer.traits.get("reads") == "classes"
-    selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
-    if not reads_classes:  # before any training: K must fit every site
+    if DISCOVERERS.get(spec.discoverer).traits.get("reads") != "classes":  # K must fit every site
+        selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
         selection.check(MODELS.get(spec.model).build(spec.model_config).sites())
-    data = task.load(data_dir) if data is None else data
-    default_steps = task.config.steps_for(data.source)
-    identity = record_identity(spec, data.source, task.config)
-    training_spec = identity.training
-    train_cfg = training_spec.train
-    steps = train_cfg.steps
-    try:
-        model, training = trained_model(training_spec, task, data, device, show_progress=show_progress)
-    except TrainingFailed as error:
-        raise TrainingFailed(f"{spec.method} on {spec.task}: {error}") from None
-    found = discoverer.build(spec.discoverer_config)
-    if reads_classes:
-        outcome = analyse_classes(model, task, data, found)
-        n_pairs = 0
-    else:
-        pairs = task.contrast(data, spec.discovery.pair_seed)
-        if len(pairs) < 4:
-            raise UserError(f"task {spec.task!r} found only {len(pairs)} pairs in the {data.source} test split")
-        intervention = INTERVENTIONS.get(spec.discovery.intervention).build(spec.intervention_config)
-        outcome = discover_and_score(model, task, pairs, found, selection, intervention, spec.discovery, device)
-        n_pairs = len(pairs)
+    key = config_hash([spec.task, spec.model_config])
+    if key not in built:
+        task = build_task(spec.task, spec.model_config)
+        built[key] = (task, task.load(data_dir) if data is None else data)
+    task, loaded = built[key]
+    return _Run(spec, task, loaded, record_identity(spec, loaded.source, task.config))
+
+
+def _scoring_key(run: _Run) -> str:
+    """Runs with the same key differ only in their model: one pass of discovery can score them together."""
+    plain = to_plain(run.spec)
+    return config_hash({k: v for k, v in plain.items() if k not in ("method", "method_config", "train_seed", "steps")}
+                       | {"data": run.data.source})
+
+
+def _score(group: list[_Run], models: list[Any], device: torch.device) -> list[Any]:
+    """The outcomes of runs that share a scoring key (one run, or a pack: one batched pass over its models)."""
+    from modbench.models.pack import ModelPack
+    from modbench.scoring import analyse_classes, discover_and_score_pack
+
+    spec, task, data = group[0].spec, group[0].task, group[0].data
+    found = DISCOVERERS.get(spec.discoverer).build(spec.discoverer_config)
+    if DISCOVERERS.get(spec.discoverer).traits.get("reads") == "classes":
+        return [analyse_classes(model, task, data, found) for model in models]
+    pairs = task.contrast(data, spec.discovery.pair_seed)
+    if len(pairs) < 4:
+        raise UserError(f"task {spec.task!r} found only {len(pairs)} pairs in the {data.source} test split")
+    selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
+    intervention = INTERVENTIONS.get(spec.discovery.intervention).build(spec.intervention_config)
+    return discover_and_score_pack(ModelPack(models), task, pairs, found, selection, intervention, spec.discovery,
+                                   device)
+
+
+def _record(run: _Run, training: dict[str, Any], outcome: Any, device: torch.device) -> ResultRecord:
+    """The run's record from its trained model's record and its scoring outcome."""
+    from modbench.discovery.modularity import bsgc_clusterability, contiguous_clusterability
+    from modbench.stats import summarize
+
+    spec, task, data, identity = run.spec, run.task, run.data, run.identity
+    model = outcome.model
     if hasattr(task, "evaluate"):  # a task's own held-out metrics (e.g. perplexity), as summaries
         outcome.metrics.update(task.evaluate(model, data))
     modularity = bsgc_clusterability(model)  # empty for a model without hidden-to-hidden matrices
     if modularity:
         outcome.metrics["clusterability"] = summarize(torch.tensor(list(modularity.values())))
     info = training["training"]
+    steps = identity.training.train.steps
     floor = task.config.quality_floor
     failed = info["test_accuracy"] < floor
     x_test = data.x_test[: getattr(task, "eval_batch_size", 1000)].to(device)
     peak = info["peak_memory_bytes"]
-    record = ResultRecord(
+    outcome.task = task
+    return ResultRecord(
         task=spec.task, method=spec.method, model=spec.model, discoverer=spec.discoverer, dataset=data.source,
-        variant=variant_label(spec, steps, default_steps), cell=identity.cell,
+        variant=variant_label(spec, steps, task.config.steps_for(data.source)), cell=identity.cell,
         config_hash=identity.config_hash, train_seed=spec.train_seed,
         pair_seed=spec.discovery.pair_seed, boot_seed=spec.discovery.boot_seed,
         status="failed" if failed else "ok",
@@ -233,10 +330,12 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
         costs={"train_steps": steps, "train_time_s": info["train_time_s"],
                "peak_train_memory_mb": peak / 2**20, "peak_train_memory_kind": info["peak_memory_kind"],
                "inference_us_per_sample": inference_us_per_sample(model, x_test),
-               "checkpoint_kb": training["checkpoint_bytes"] / 1024, "n_pairs": n_pairs,
+               "checkpoint_kb": training["checkpoint_bytes"] / 1024, "n_pairs": outcome.n_pairs,
                "train_cached": training["cached"], "packed_with": info.get("packed_with", 1),
-               "resumed_from_step": info.get("resumed_from_step", 0)},
-        discovery_cost_depends_on_weights=bool(discoverer.traits.get("cost_depends_on_weights", True)),
+               "resumed_from_step": info.get("resumed_from_step", 0),
+               "discovery_packed_with": outcome.packed_with},
+        discovery_cost_depends_on_weights=bool(DISCOVERERS.get(spec.discoverer).traits.get("cost_depends_on_weights",
+                                                                                            True)),
         config=identity.config,
         definitions={"sparsity": SPARSITY_DEFINITION.format(tau=spec.discovery.edge_threshold),
                      "faithfulness": f"{task.config.metric} between the circuit's and the model's outputs on clean "
@@ -247,8 +346,6 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
                     "train_device": training["provenance"]["device"], "data_note": data.note,
                     "checkpoint": training["checkpoint_path"]},
     )
-    outcome.task = task
-    return record, outcome
 
 
 @torch.no_grad()

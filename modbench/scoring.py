@@ -12,9 +12,11 @@ from torch import Tensor
 
 from modbench.discovery.base import Circuits, Discoverer, Selection
 from modbench.discovery.evaluate import evaluate_circuits
+from modbench.discovery.interventions import Replacement
 from modbench.discovery.sparsity import edge_sparsity
 from modbench.metrics import METRICS
 from modbench.models.base import ModelAdapter
+from modbench.models.pack import ModelPack
 from modbench.stats import summarize
 from modbench.tasks.base import ContrastivePairs, Task
 
@@ -29,6 +31,8 @@ class Outcome:
     model: ModelAdapter | None = None
     details: dict = field(default_factory=dict)
     task: Any = None  # the task as built for the model (for its optional figures)
+    n_pairs: int = 0  # contrastive pairs the resamples drew from (0 for per-class discoverers)
+    packed_with: int = 1  # > 1: scored in a pack of that many models (discovery time is the pack's share)
 
 
 def split_pairs(n: int, holdout: float, seed: int) -> tuple[Int[Tensor, " d"], Int[Tensor, " h"]]:
@@ -49,30 +53,72 @@ def _sync(device: torch.device) -> None:
 
 def discover_and_score(model: ModelAdapter, task: Task, pairs: ContrastivePairs, discoverer: Discoverer,
                        selection: Selection, intervention, cfg, device: torch.device) -> Outcome:  # noqa: ANN001
-    model.eval()
+    """Discover on resamples of the discovery pairs, choose a circuit per resample, score it on the held-out
+    resample: one model (a pack of one, called directly)."""
+    return discover_and_score_pack(ModelPack([model]), task, pairs, discoverer, selection, intervention, cfg,
+                                   device)[0]
+
+
+def discover_and_score_pack(pack: ModelPack, task: Task, pairs: ContrastivePairs, discoverer: Discoverer,
+                            selection: Selection, intervention, cfg, device: torch.device,  # noqa: ANN001
+                            ) -> list[Outcome]:
+    """:func:`discover_and_score` for every model of ``pack`` on the same pairs and resamples, each discovery
+    resample and the held-out scoring one batched pass over the pack (``ModelPack.map``). Per model, the
+    outcome it would get alone (up to float rounding), except ``discovery_time_s``: the pack's time per
+    resample divided by its size (``packed_with``)."""
+    for model in pack.models:
+        model.eval()
     pairs = pairs.to(device)
     discovery_part, held_part = split_pairs(len(pairs), cfg.holdout, cfg.pair_seed)
     generator = torch.Generator().manual_seed(cfg.boot_seed)
     chosen_on = resample(discovery_part, cfg.boots, cfg.pairs_per_boot, generator).to(device)
     scored_on = resample(held_part, cfg.boots, cfg.pairs_per_boot, generator).to(device)
-    discoverer.score(model, task, pairs.select(chosen_on[0]))  # warm-up, so the first timing is no outlier
-    per_boot: dict[str, list[Tensor]] = {}
-    times, lower_is_better = [], True
+    facts: dict[str, bool] = {}  # Python values from inside the mapped calls
+
+    def mean_scores_of(model: ModelAdapter, chosen: ContrastivePairs) -> dict[str, Tensor]:
+        scores = discoverer.score(model, task, chosen)
+        facts["lower_is_better"] = scores.lower_is_better
+        return scores.mean()
+
+    pack.map(mean_scores_of, pairs.select(chosen_on[0]))  # warm-up, so the first timing is no outlier
+    per_boot, times = [], []
     for b in range(cfg.boots):
         _sync(device)
         start = time.perf_counter()
-        scores = discoverer.score(model, task, pairs.select(chosen_on[b]))
+        per_boot.append(pack.map(mean_scores_of, pairs.select(chosen_on[b])))
         _sync(device)
-        times.append(time.perf_counter() - start)
-        lower_is_better = scores.lower_is_better
-        for site, value in scores.mean().items():
-            per_boot.setdefault(site, []).append(value)
-    stacked = {site: torch.stack(values) for site, values in per_boot.items()}
-    circuits = selection.select(stacked, lower_is_better)
-    metric_key = task.config.metric
-    measured = evaluate_circuits(model, task, pairs, scored_on, circuits, intervention.values(model, pairs),
-                                 METRICS.get(metric_key).function())
-    measured[metric_key] = measured.pop("faithfulness")
+        times.append((time.perf_counter() - start) / len(pack))
+    # (models, boots, candidates) per site
+    stacked = {site: torch.stack([scores[site] for scores in per_boot], 1) for site in per_boot[0]}
+    lower_is_better = facts["lower_is_better"]
+    circuits = [selection.select({site: value[p] for site, value in stacked.items()}, lower_is_better)
+                for p in range(len(pack))]
+
+    def replacement_of(model: ModelAdapter) -> dict[str, Tensor]:
+        replacement = intervention.values(model, pairs)
+        facts["per_pair"] = replacement.per_pair
+        return replacement.values
+
+    values = pack.map(replacement_of)
+    metric = METRICS.get(task.config.metric).function()
+
+    def measure(model: ModelAdapter, keep: dict[str, Tensor], value: dict[str, Tensor]) -> dict[str, Tensor]:
+        return evaluate_circuits(model, task, pairs, scored_on, Circuits(keep), Replacement(value, facts["per_pair"]),
+                                 metric)
+
+    keeps = {site: torch.stack([circuit.keep[site] for circuit in circuits]) for site in circuits[0].keep}
+    measured = pack.map(measure, each=(keeps, values))
+    return [_outcome(model, {key: value[p] for key, value in measured.items()}, circuits[p],
+                     {site: value[p] for site, value in stacked.items()}, lower_is_better, times, task, selection,
+                     cfg, len(pack), len(pairs))
+            for p, model in enumerate(pack.models)]
+
+
+def _outcome(model: ModelAdapter, measured: dict[str, Tensor], circuits: Circuits, stacked: dict[str, Tensor],
+             lower_is_better: bool, times: list[float], task: Task, selection: Selection, cfg,  # noqa: ANN001
+             packed_with: int, n_pairs: int) -> Outcome:
+    """One model's outcome from its scores (``stacked``: boots x candidates per site) and measurements."""
+    measured[task.config.metric] = measured.pop("faithfulness")
     sparsity, per_wire = edge_sparsity(model, circuits, cfg.edge_threshold)
     measured["sparsity"] = sparsity
     measured["discovery_time_s"] = torch.tensor(times)
@@ -82,7 +128,7 @@ def discover_and_score(model: ModelAdapter, task: Task, pairs: ContrastivePairs,
         metrics={k: summarize(v.cpu()) for k, v in measured.items()},
         sparsity_per_wire={k: float(v.mean()) for k, v in per_wire.items()},
         circuit_size={k: float(v.float().mean()) for k, v in circuits.sizes().items()},
-        circuit=consensus, mean_scores=mean_scores, model=model,
+        circuit=consensus, mean_scores=mean_scores, model=model, n_pairs=n_pairs, packed_with=packed_with,
     )
 
 

@@ -7,8 +7,13 @@ stays within ~1e-6, but L1's sign at zero turns rounding into lr-sized steps and
 choose differently, so those weights drift apart while the accuracies stay alike (the exact agreement of the
 algorithm is tested in float64 in tests/test_packed.py).
 
-    python scripts/bench_packed.py [--models 5 20] [--steps 1000] [--repeats 2] [--device cpu|cuda]
-                                   [--threads N]    (full MNIST with MODBENCH_DATA_DIR=../shared/data)
+Then the trained models' circuits are found and scored (Nainani's protocol on circle detection: --boots
+resamples of 500 pairs, activation patching, K = 15, mean ablation) one model after another
+(``discover_and_score``) against the whole pack in one batched pass per resample (``discover_and_score_pack``),
+best of --repeats each, with how many chosen circuits agree and the largest logit-difference gap.
+
+    python scripts/bench_packed.py [--models 5 20] [--steps 1000] [--repeats 2] [--boots 50]
+                                   [--device cpu|cuda] [--threads N]  (full MNIST: MODBENCH_DATA_DIR=../shared/data)
 """
 
 from __future__ import annotations
@@ -19,9 +24,13 @@ import time
 
 import torch
 
+from modbench.experiment import ExperimentSpec
 from modbench.methods import METHODS
 from modbench.models import MODELS
+from modbench.models.pack import ModelPack
 from modbench.provenance import device_name, resolve_device
+from modbench.registries import DISCOVERERS, INTERVENTIONS, SELECTIONS
+from modbench.scoring import discover_and_score, discover_and_score_pack
 from modbench.tasks import TASKS
 from modbench.training.packed import Member, train_packed
 from modbench.training.trainer import train
@@ -75,11 +84,38 @@ def max_gap(a: list[torch.nn.Module], b: list[torch.nn.Module]) -> float:
                for x, y in zip(one.state_dict().values(), other.state_dict().values(), strict=True))
 
 
+def scoring(models: list[torch.nn.Module], task, data, boots: int, repeats: int, device: torch.device):  # noqa: ANN001, ANN201
+    """Best-of-``repeats`` seconds to score the models one by one and as one pack, circuits that agree, and the
+    largest gap in logit difference between the two."""
+    spec = ExperimentSpec(TASK, "vanilla").resolved()
+    discovery = dataclasses.replace(spec.discovery, boots=boots)
+    args = (task, task.contrast(data, discovery.pair_seed), DISCOVERERS.get(spec.discoverer).build(),
+            SELECTIONS.get(discovery.selection).build(spec.selection_config),
+            INTERVENTIONS.get(discovery.intervention).build(), discovery, device)
+    alone_times, pack_times = [], []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        alone = [discover_and_score(model, *args) for model in models]
+        sync(device)
+        alone_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        packed_outcomes = discover_and_score_pack(ModelPack(models), *args)
+        sync(device)
+        pack_times.append(time.perf_counter() - start)
+    same = sum(all(torch.equal(one.circuit.keep[site], other.circuit.keep[site]) for site in one.circuit.keep)
+               for one, other in zip(alone, packed_outcomes, strict=True))
+    gap = max(abs(one.metrics["logit_difference"]["mean"] - other.metrics["logit_difference"]["mean"])
+              for one, other in zip(alone, packed_outcomes, strict=True))
+    return min(alone_times), min(pack_times), same, gap
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--boots", type=int, default=50, help="resamples when scoring the trained models")
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -95,6 +131,7 @@ def main() -> None:
     print("| models P | one by one (s) | packed (s) | speed-up | per model per 1k steps: one by one / packed (s) "
           "| max weight gap | mean test acc one by one / packed |")
     print("|---|---|---|---|---|---|---|")
+    trained = {}
     for count in args.models:
         sequential_times, packed_times = [], []
         for _ in range(args.repeats):  # interleaved, so the machine's drifts hit both arms
@@ -107,6 +144,13 @@ def main() -> None:
         print(f"| {count} | {slow:.1f} | {fast:.1f} | {slow / fast:.2f}x | {slow * per:.2f} / {fast * per:.2f} | "
               f"{max_gap(sequential_models, packed_models):.1e} | {sum(sequential_accuracy) / count:.4f} / "
               f"{sum(packed_accuracy) / count:.4f} |", flush=True)
+        trained[count] = packed_models
+    print(f"\nscoring the packed models: {args.boots} resamples x 500 pairs, best of {args.repeats}")
+    print("| models P | one by one (s) | packed (s) | speed-up | same consensus circuit | max logit-diff gap |")
+    print("|---|---|---|---|---|---|")
+    for count, models in trained.items():
+        slow, fast, same, gap = scoring(models, task, data, args.boots, args.repeats, device)
+        print(f"| {count} | {slow:.1f} | {fast:.1f} | {slow / fast:.2f}x | {same} of {count} | {gap:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from modbench.results.leaderboard import is_canonical, leaderboard, to_markdown
 from modbench.results.published import nainani_table3
 from modbench.results.record import ResultRecord
 from modbench.results.store import ResultStore
-from modbench.sweeps import ExecutorOptions, Outcome, SweepSpec, execute, make_executor, plan
+from modbench.sweeps import ExecutorOptions, Outcome, SweepSpec, execute, make_executor, pack_message, plan
 from modbench.viz.figures import sparsity_scatter
 
 REGIMES = ("bimt", "l1_local", "l1", "l1_swap", "vanilla")
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="training seeds")
     parser.add_argument("--discoverers", nargs="+", default=list(DISCOVERERS))
     parser.add_argument("--workers", type=int, default=None, help="processes [default: one per core]")
-    parser.add_argument("--pack", type=int, default=0, help="train the untrained models in packs of up to N "
+    parser.add_argument("--pack", type=int, default=0, help="train and score the models in packs of up to N "
                                                             "(modbench sweep --pack) [0: one by one]")
     parser.add_argument("--out", type=Path, default=ROOT / "leaderboards")
     parser.add_argument("--allow-embedded", action="store_true", help="run on mnist-5k when full MNIST is absent")
@@ -68,8 +68,7 @@ def main() -> None:
 
 
 def packed(models: int, result: dict) -> None:
-    print(f"trained a pack of {models} models in {result.get('seconds', 0.0):.0f} s {result.get('error', '')}",
-          flush=True)
+    print(pack_message(models, result), flush=True)
 
 
 def report(outcome: Outcome) -> None:

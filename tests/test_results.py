@@ -106,6 +106,19 @@ def test_discovery_time_is_starred_only_when_the_cost_depends_on_the_weights():
     assert "discovery_time_s" in best_per_metric(varying)
 
 
+def test_a_discovery_time_shared_by_a_pack_is_marked_amortised_with_its_note():
+    import dataclasses
+
+    alone = fake_record("a", 1.0, 0.9)
+    packed = [dataclasses.replace(fake_record("b", 2.0, 0.9, seed=seed), costs={"discovery_packed_with": packs})
+              for seed, packs in ((1, 5), (2, 1))]  # one of the cell's seeds was scored in a pack
+    text = to_markdown(leaderboard([alone, *packed], "circle_detection"), "t")
+    row = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| ours")}
+    assert "0.1000 ± 0.0000†" in row["b"] and "†" not in row["a"]
+    assert "`†` discovery time amortised" in text
+    assert "amortised" not in to_markdown(leaderboard([alone], "circle_detection"), "t")
+
+
 def test_compare_reports_orderings_against_the_paper():
     records = [fake_record(m, v, s) for m, v, s in
                [("bimt", 1.0, 0.99), ("l1_local", 2.0, 0.98), ("l1", 3.0, 0.95), ("l1_swap", 2.5, 0.96),

@@ -268,12 +268,12 @@ def test_local_pool_rows_equal_one_process_rows_and_failed_runs_are_listed_not_w
     assert len(rows(home)) == 2
 
 
-def test_with_pack_the_untrained_models_train_in_one_pack_and_the_rows_match_one_by_one(
+def test_with_pack_the_models_train_and_score_in_one_pack_and_the_rows_match_one_by_one(
         tmp_path, capsys, monkeypatch, plugins):
     path = sweep_file(tmp_path, 'methods = ["vanilla", "l1", "sweep_nan"]\nseeds = [1, 2]\n' + TOY)
     code, out, err = run_cli(["sweep", path, "--workers", "2", "--pack", "8", "--device", "cpu"], capsys)
     assert code == 1, err
-    assert "trained a pack of 6 models" in out and "4 ok, 2 failed" in out and "loss became nan" in out
+    assert "a pack of 6 models made 6 runs" in out and "4 ok, 2 failed" in out and "loss became nan" in out
     home = Path(os.environ["MODBENCH_HOME"])
     sidecars = [json.loads(p.read_text()) for p in (home / "models").glob("*.json")]
     assert sorted(s["training"]["packed_with"] for s in sidecars) == [6] * 4  # the diverged ones: no checkpoint
@@ -282,7 +282,9 @@ def test_with_pack_the_untrained_models_train_in_one_pack_and_the_rows_match_one
     assert [row["config_hash"] for row in packed] == [row["config_hash"] for row in alone]
     for one, other in zip(packed, alone, strict=True):  # float32: batched matmuls round differently
         assert (one["costs"].pop("packed_with"), other["costs"].pop("packed_with")) == (6, 1)
-        assert (one["costs"].pop("train_cached"), other["costs"].pop("train_cached")) == (True, False)  # the pack's
+        # the 4 models that trained were scored in one pass (the diverged ones have no model to score)
+        assert (one["costs"].pop("discovery_packed_with"), other["costs"].pop("discovery_packed_with")) == (4, 1)
+        assert one["costs"]["train_cached"] is other["costs"]["train_cached"] is False  # trained for these runs
         assert not [d for d in differences(one, other) if not close_text(d)], differences(one, other)
 
 
@@ -292,7 +294,7 @@ def test_a_pack_that_fails_as_a_whole_leaves_its_models_to_their_runs(tmp_path, 
     path = sweep_file(tmp_path, 'methods = ["vanilla", "bimt"]\n' + TOY + "[method_overrides.bimt]\nswap_top_k = 100\n")
     code, out, err = run_cli(["sweep", path, "--workers", "1", "--pack", "4", "--device", "cpu"], capsys)
     assert code == 1, err
-    assert "trained a pack of 2 models" in out and "1 ok, 1 failed" in out
+    assert "a pack of 2 models made nothing" in out and "its runs go one by one" in out and "1 ok, 1 failed" in out
     assert "bimt on toy_mlp (activation_patching, seed 1): swap_top_k=100 is larger than every permutable layer" in out
     home = Path(os.environ["MODBENCH_HOME"])
     assert [(r.method, r.status) for r in rows(home)] == [("vanilla", "ok")]

@@ -6,12 +6,12 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from modbench.results.leaderboard import CAVEAT, FOOTNOTE, display_rows
+from modbench.results.leaderboard import display_rows, footnote
 
 
 def print_table(table: pd.DataFrame, title: str) -> None:
     headers, rows = display_rows(table)
-    rich_table = Table(title=title, caption=FOOTNOTE + CAVEAT)
+    rich_table = Table(title=title, caption=footnote(table))
     for header in headers:
         text = header in ("source", "method", "variant", "dataset", "status")
         rich_table.add_column(header, overflow="fold", justify="left" if text else "right",

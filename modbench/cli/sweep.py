@@ -28,8 +28,9 @@ def sweep(
                                                  "ray: cpu] (ray with cuda: one GPU per run)"),
     data_dir: Path | None = typer.Option(None, help="folder holding the tasks' data [env MODBENCH_DATA_DIR]"),
     results: Path | None = typer.Option(None, help="results database [default: $MODBENCH_HOME/results.sqlite]"),
-    pack: int = typer.Option(0, help="first train the untrained models in packs of up to N per architecture "
-                                     "(one process each, stacked along a model axis; pays on a GPU) [0: off]"),
+    pack: int = typer.Option(0, help="first make the runs of up to N models of one architecture in one process "
+                                     "each: untrained models trained together, runs scored together (stacked "
+                                     "along a model axis; pays on a GPU) [0: off]"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the runs and which are done; run nothing"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
@@ -88,7 +89,7 @@ def _run(plan, options, store, quiet, pack):  # noqa: ANN001, ANN202
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from modbench.sweeps.driver import execute
+    from modbench.sweeps.driver import execute, pack_message
     from modbench.sweeps.executors import make_executor
 
     counts = {"ok": 0, "failed": 0}
@@ -102,8 +103,7 @@ def _run(plan, options, store, quiet, pack):  # noqa: ANN001, ANN202
             progress.update(bar, advance=1, description=f"ok {counts['ok']}  failed {counts['failed']}")
 
         def packed(models: int, result: dict) -> None:  # noqa: ANN001
-            progress.console.print(f"trained a pack of {models} models in {result.get('seconds', 0.0):.0f} s"
-                                   + (f": {result['error']}" if result.get("error") else ""), highlight=False)
+            progress.console.print(pack_message(models, result), highlight=False)
 
         executor = make_executor(options, len(plan.todo))
         try:

@@ -46,6 +46,12 @@ class Circuits:
 
 @runtime_checkable
 class Discoverer(Protocol):
+    """Scores every candidate of every site on a batch of pairs. Traits declared at registration:
+    ``cost_depends_on_weights`` (is its time a property of the model?), ``exact`` (False: an approximation),
+    ``packable`` (``score`` runs under ``torch.vmap``, so several models of one architecture can be scored in
+    one pass: ``modbench.models.pack``; no ``torch.autograd`` or data-dependent control flow inside; default
+    False), ``reads="classes"`` for per-class discoverers that ``analyse`` a model instead."""
+
     config: Any
 
     def score(self, model: nn.Module, task: Task, pairs: ContrastivePairs) -> CandidateScores: ...

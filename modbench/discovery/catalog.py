@@ -91,7 +91,7 @@ register_discoverer("ecs", ECSConfig(), "effective circuit size (Golechha 2025):
 register_discoverer("activation_patching", ActivationPatchingConfig(),
                     "Nainani's recursive activation patching: each candidate of each site patched clean into "
                     "the corrupted run, batched", factory="modbench.discovery.activation_patching:ActivationPatching",
-                    cost_depends_on_weights=False)
+                    cost_depends_on_weights=False, packable=True)
 register_selection("top_k", TopKConfig(), "the K best-scoring candidates of every site",
                    factory="modbench.discovery.selection:TopK")
 register_selection("top_fraction", TopFractionConfig(), "the best-scoring share of all candidates, across sites",

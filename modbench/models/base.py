@@ -265,7 +265,7 @@ class ModelAdapter(HookedRootModule):
         rows = resume.repeat_interleave(n, dim=0)
         with self.hooks(fwd_hooks=[(site.name, one_hot_patch(clean, site))]):
             out = self.run_from(self.resume_hook(site), rows)
-        return out.view(pairs, n, *out.shape[1:])
+        return out.reshape(pairs, n, *out.shape[1:])  # reshape: a view, also under torch.vmap
 
 
 def one_hot_patch(clean: Tensor, site: Site) -> Callable[..., Tensor]:
@@ -277,8 +277,8 @@ def one_hot_patch(clean: Tensor, site: Site) -> Callable[..., Tensor]:
         mask_shape = [1, n] + [1] * len(shape)
         mask_shape[site.axis + 1] = n
         mask = torch.eye(n, dtype=torch.bool, device=activation.device).view(mask_shape)
-        patched = torch.where(mask, clean[:, None], activation.view(pairs, n, *shape))
-        return patched.view(activation.shape)
+        patched = torch.where(mask, clean[:, None], activation.reshape(pairs, n, *shape))
+        return patched.reshape(activation.shape)
 
     return hook
 

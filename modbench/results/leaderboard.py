@@ -69,6 +69,8 @@ def cells(records: list[ResultRecord], dataset: str | None = None) -> pd.DataFra
             row[f"{metric}_boot_ci"] = float(use[f"{metric}_ci"].mean())
             if len(use) > 1:
                 row[f"{metric}_ci"] = _t_halfwidth(use[column])
+        if "cost_discovery_packed_with" in use:  # any seed scored in a pack: its time is a share of one pass
+            row["cost_discovery_packed_with"] = int(use["cost_discovery_packed_with"].fillna(1).max())
         row["test_accuracy"] = float(use["test_accuracy"].mean())
         row["best_test_accuracy"] = float(use["best_test_accuracy"].mean())
         out.append(row)
@@ -157,11 +159,18 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
                 cells_.append("")
                 continue
             star = "*" if ours and row["status"] == "ok" and row.get("canonical") and best.get(metric) == mean else ""
+            if metric == "discovery_time_s" and ours and _packed(row):
+                star += AMORTISED
             cells_.append(f"{mean:.4f} ± {ci:.4f}{star}" if ci is not None and not pd.isna(ci) else f"{mean:.4f}{star}")
         cells_ += [_text(row.get("test_accuracy"), "{:.4f}"), _text(row.get("best_test_accuracy"), "{:.4f}"),
                    "ok" if row.get("status") == "ok" else f"failed: {row.get('failure', '')}"]
         rows.append(cells_)
     return headers, rows
+
+
+def _packed(row: pd.Series) -> bool:
+    packed = row.get("cost_discovery_packed_with")
+    return packed is not None and not pd.isna(packed) and packed > 1
 
 
 def _text(value: Any, fmt: str = "{}") -> str:
@@ -170,16 +179,25 @@ def _text(value: Any, fmt: str = "{}") -> str:
     return fmt.format(value)
 
 
+AMORTISED = "†"
 FOOTNOTE = ("`*` best canonical value of ours per metric (variant default, the task's own discoverer); other "
             "discoverers and variants are ranked after the canonical rows; failed rows are never ranked; "
             "discovery time is starred only for discoverers whose cost depends on the weights. ")
+AMORTISED_NOTE = (f"`{AMORTISED}` discovery time amortised: these models were scored together in one batched pass "
+                  "(`--pack`), its time divided by their number. ")
+
+
+def footnote(table: pd.DataFrame) -> str:
+    """What the marks of this table mean, and the caveat on published rows."""
+    packed = "cost_discovery_packed_with" in table and any(_packed(row) for _, row in table.iterrows())
+    return FOOTNOTE + (AMORTISED_NOTE if packed else "") + CAVEAT
 
 
 def to_markdown(table: pd.DataFrame, title: str) -> str:
     headers, rows = display_rows(table)
     lines = [f"## {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cells_) + " |" for cells_ in rows]
-    return "\n".join(lines + ["", FOOTNOTE + CAVEAT, ""])
+    return "\n".join(lines + ["", footnote(table), ""])
 
 
 def to_html(table: pd.DataFrame, title: str) -> str:
@@ -195,4 +213,4 @@ def to_html(table: pd.DataFrame, title: str) -> str:
              "tr.published{color:#666;font-style:italic}th{background:#eee}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1><table><tr>{head}</tr>{body}"
-            f"</table><p>{html.escape(FOOTNOTE + CAVEAT)}</p></body></html>\n")
+            f"</table><p>{html.escape(footnote(table))}</p></body></html>\n")

@@ -27,14 +27,16 @@ Everything is checked before any training or writing: a bad file is one line and
 A run is skipped when the results database has a row (ok or failed) with its ``config_hash``; a run that
 failed before making a row (training diverged, a crash) is tried again by the next sweep. ``modbench sweep``
 exits with 0 when every run is ok, 1 when any failed (listed with its reason, never ranked), 2 for a bad
-file or flag. Sweeps record rows only: figures are made by ``modbench run``. With ``--pack N`` the models the
-runs need and the cache lacks are first trained in packs of up to N per architecture and training config (one
-executor job per pack; ``modbench.training.packed``), then the runs load them.
+file or flag. Sweeps record rows only: figures are made by ``modbench run``. With ``--pack N`` the runs of up to N
+models of one architecture and training config are made in one executor job: the models the cache lacks trained
+in one pack (``modbench.training.packed``), the runs that differ only in their model scored in one batched pass
+(``modbench.models.pack``; discoverers declared ``packable``). A pack that fails as a whole leaves its runs to
+the one-by-one path.
 """
 
-from modbench.sweeps.driver import Outcome, Plan, PlannedRun, execute, plan, prepare
+from modbench.sweeps.driver import Outcome, Plan, PlannedRun, execute, pack_message, plan, prepare
 from modbench.sweeps.executors import ExecutorOptions, make_executor
 from modbench.sweeps.spec import RunSpec, SweepSpec, load_sweep
 
 __all__ = ["ExecutorOptions", "Outcome", "Plan", "PlannedRun", "RunSpec", "SweepSpec", "execute", "load_sweep",
-           "make_executor", "plan", "prepare"]
+           "make_executor", "pack_message", "plan", "prepare"]

@@ -10,7 +10,7 @@ never train it at once: the first trains and caches it, the others start when it
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,64 +148,64 @@ def write(store: ResultStore, outcome: Outcome) -> Outcome:
     return Outcome(outcome.run, outcome.seconds, store.append(outcome.record), outcome.reason)
 
 
-def pack_jobs(runs: tuple[PlannedRun, ...], size: int) -> list[tuple[PackJob, list[str]]]:
-    """The models of ``runs`` not yet trained, grouped by pack key into packs of at most ``size`` (one run per
-    model; a lone model is left to its run). Each pack with the training hashes it makes."""
-    groups: dict[str, dict[str, PlannedRun]] = {}
+def pack_jobs(runs: tuple[PlannedRun, ...], size: int) -> list[tuple[PackJob, list[PlannedRun]]]:
+    """The runs grouped by pack key (one architecture, data and training config), at most ``size`` models per
+    pack, every run of a model with it (a model alone is left to its runs). Each pack with its planned runs."""
+    groups: dict[str, dict[str, list[PlannedRun]]] = {}  # pack key -> training hash -> runs
     for run in runs:
-        if not run.cached:
-            groups.setdefault(run.pack_key, {}).setdefault(run.training_hash, run)
+        groups.setdefault(run.pack_key, {}).setdefault(run.training_hash, []).append(run)
     jobs = []
     for models in groups.values():
         hashes = list(models)
         for start in range(0, len(hashes), size):
             chunk = hashes[start : start + size]
             if len(chunk) > 1:
-                jobs.append((PackJob(tuple(models[h].run for h in chunk)), chunk))
+                planned = [run for training_hash in chunk for run in models[training_hash]]
+                jobs.append((PackJob(tuple(run.run for run in planned)), planned))
     return jobs
 
 
-def train_packs(todo: tuple[PlannedRun, ...], executor: Executor, size: int,
-                on_pack: Callable[[int, dict[str, Any]], None] = lambda trained, result: None,
-                ) -> tuple[tuple[PlannedRun, ...], dict[str, str]]:
-    """Train the sweep's untrained models in packs first (each pack one executor job); returns the runs with
-    ``cached`` updated and, per training hash that diverged in its pack, why (its runs fail with that reason).
-    A pack that fails as a whole (one member's bad config, out of memory) fails no run: its models are then
-    trained one by one by their runs, where each error belongs to its own run."""
+def run_packs(todo: tuple[PlannedRun, ...], executor: Executor, size: int, store: ResultStore,
+              on_outcome: Callable[[Outcome], None],
+              on_pack: Callable[[int, dict[str, Any]], None] = lambda models, result: None,
+              ) -> tuple[dict[int, Outcome], tuple[PlannedRun, ...]]:
+    """Make the runs of ``todo`` pack by pack (each pack one executor job: its untrained models trained
+    together, its runs scored together where they can be), writing each run's result; returns the outcomes
+    by run index and the runs left to the one-by-one path: those in no pack, and those of a pack that failed
+    as a whole (one member's bad config, out of memory), where each error then belongs to its own run."""
     jobs = pack_jobs(todo, size)
     for index, (job, _) in enumerate(jobs):
         executor.submit(-1 - index, job)
-    trained: set[str] = set()
-    failed: dict[str, str] = {}
+    outcomes: dict[int, Outcome] = {}
     for _ in jobs:
         index, result = executor.next_done()
-        hashes = jobs[-1 - index][1]
-        for training_hash in hashes:
-            reason = result.get("trained", {}).get(training_hash)
-            if reason == "":
-                trained.add(training_hash)
-            elif reason:
-                failed[training_hash] = reason
-        on_pack(len(hashes), result)
-    return tuple(replace(run, cached=run.cached or run.training_hash in trained) for run in todo), failed
+        planned = jobs[-1 - index][1]
+        if result.get("runs") is not None:
+            for run, one in zip(planned, result["runs"], strict=True):
+                outcomes[run.index] = write(store, outcome_of(run, one))
+                on_outcome(outcomes[run.index])
+        on_pack(len({run.training_hash for run in planned}), result)
+    return outcomes, tuple(run for run in todo if run.index not in outcomes)
+
+
+def pack_message(models: int, result: dict[str, Any]) -> str:
+    """One line on a finished pack job, for progress output."""
+    made = f"{len(result['runs'])} runs" if result.get("runs") is not None else "nothing"
+    failure = f": {result['error']} (its runs go one by one)" if result.get("error") else ""
+    return f"a pack of {models} models made {made} in {result.get('seconds', 0.0):.0f} s{failure}"
 
 
 def execute(plan: Plan, executor: Executor, store: ResultStore,
             on_outcome: Callable[[Outcome], None] = lambda outcome: None, pack: int = 0,
-            on_pack: Callable[[int, dict[str, Any]], None] = lambda trained, result: None) -> list[Outcome]:
+            on_pack: Callable[[int, dict[str, Any]], None] = lambda models, result: None) -> list[Outcome]:
     """Run every run still to do, writing each result as it arrives; returns the outcomes in sweep order.
-    ``pack`` > 1: first train the untrained models in packs of at most that many (:func:`train_packs`).
-    On an exception (Ctrl-C) unfinished runs are cancelled; rows already written stay."""
+    ``pack`` > 1: first make the runs of models of one architecture in packs of at most that many models
+    (:func:`run_packs`). On an exception (Ctrl-C) unfinished runs are cancelled; rows already written stay."""
     todo = plan.todo
     outcomes: dict[int, Outcome] = {}
     try:
         if pack > 1:
-            todo, failed = train_packs(todo, executor, pack, on_pack)
-            for run in todo:
-                if run.training_hash in failed:
-                    outcomes[run.index] = Outcome(run, 0.0, reason=failed[run.training_hash])
-                    on_outcome(outcomes[run.index])
-            todo = tuple(run for run in todo if run.index not in outcomes)
+            outcomes, todo = run_packs(todo, executor, pack, store, on_outcome, on_pack)
         waiting: dict[str, list[PlannedRun]] = {}  # training hash -> runs waiting for the run training it
         by_index = {run.index: run for run in todo}
         for run in todo:

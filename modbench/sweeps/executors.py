@@ -52,14 +52,16 @@ def run_one(run: RunSpec, device: str, data_dir: str | None, threads: int) -> di
 
 @dataclass(frozen=True)
 class PackJob:
-    """Train the models of ``runs`` (one per model; one pack key) together, before the runs score them."""
+    """The runs of several models of one architecture (one pack key), made in one process: the untrained
+    models trained in one pack, and the runs that differ only in their model scored in one batched pass."""
 
     runs: tuple[RunSpec, ...]
 
 
 def run_pack(job: PackJob, device: str, data_dir: str | None, threads: int) -> dict[str, Any]:
-    """Train a pack in this process: ``{"trained": {training hash: "" or why it failed}, "error", "seconds"}``;
-    the checkpoints land in the cache, where the runs then load them."""
+    """Make a pack's runs in this process: ``{"runs": [run_one's result per run, in job order] or None, "error",
+    "seconds"}``. ``runs`` None: the pack failed as a whole (one member's bad config, out of memory), before
+    any run's own outcome; the driver then gives its runs to the one-by-one path."""
     start = time.perf_counter()
     try:
         import torch
@@ -67,26 +69,24 @@ def run_pack(job: PackJob, device: str, data_dir: str | None, threads: int) -> d
         torch.set_num_threads(threads)
         from pathlib import Path
 
-        from modbench.errors import TrainingFailed
-        from modbench.experiment import record_identity
-        from modbench.pipeline import build_task, trained_models
+        from modbench.experiment import run_experiments
         from modbench.provenance import resolve_device
 
-        specs = [run.experiment() for run in job.runs]
-        task = build_task(specs[0].task, specs[0].model_config)
         with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-            data = task.load(Path(data_dir) if data_dir else None)
-            trainings = [record_identity(spec, data.source, task.config).training for spec in specs]
-            results = trained_models(trainings, task, data, resolve_device(device), show_progress=False)
-        trained = {spec.hash: one_line(result) if isinstance(result, TrainingFailed) else ""
-                   for spec, result in zip(trainings, results, strict=True)}
-        return {"record": None, "trained": trained, "error": "", "seconds": time.perf_counter() - start}
+            results = run_experiments([run.experiment() for run in job.runs], resolve_device(device),
+                                      Path(data_dir) if data_dir else None, show_progress=False)
+        seconds = time.perf_counter() - start
+        share = seconds / len(job.runs)  # the pack's time, shared by its runs
+        return {"runs": [{"record": None, "error": one_line(result), "seconds": share}
+                         if isinstance(result, Exception) else
+                         {"record": result[0].to_dict(), "error": "", "seconds": share} for result in results],
+                "error": "", "seconds": seconds}
     except Exception as error:
-        return {"record": None, "trained": {}, "error": one_line(error), "seconds": time.perf_counter() - start}
+        return {"runs": None, "error": one_line(error), "seconds": time.perf_counter() - start}
 
 
 def run_job(job: RunSpec | PackJob, device: str, data_dir: str | None, threads: int) -> dict[str, Any]:
-    """What every executor runs: a pack of trainings or one run."""
+    """What every executor runs: a pack's runs or one run."""
     return (run_pack if isinstance(job, PackJob) else run_one)(job, device, data_dir, threads)
 
 
