@@ -5,7 +5,6 @@ score them on resamples of the other (held-out) part -> a frozen :class:`ResultR
 from __future__ import annotations
 
 import dataclasses
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,9 @@ from typing import Any
 import torch
 
 from modbench.errors import TrainingFailed, UserError, one_line
-from modbench.provenance import config_hash, device_name, git_commit, to_plain, versions
+from modbench.provenance import config_hash, to_plain
 from modbench.registries import DISCOVERERS, INTERVENTIONS, METHODS, MODELS, SELECTIONS, TASKS
 from modbench.results.record import ResultRecord
-
-SPARSITY_DEFINITION = ("1 - active circuit edges / all edges; edge active when |w| >= {tau} * max|W| of its wire; "
-                       "non-candidate neurons (inputs, outputs, residual) always inside, candidates when kept")
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ class ExperimentSpec:
         task = TASKS.get(self.task)
         model = self.model or task.config.model
         discoverer = self.discoverer or task.config.discoverer
-        if task.traits.get("reads") == "classes" and DISCOVERERS.get(discoverer).traits.get("reads") != "classes":
+        if task.traits.get("reads") == "classes" and not reads_classes(discoverer):
             raise UserError(f"task {self.task!r} is read per class: pair discoverers such as {discoverer!r} do not "
                             "apply (use a per-class one, e.g. on_off)")
         discovery = self.discovery
@@ -170,6 +166,29 @@ def variant_label(spec: ExperimentSpec, steps: int, default_steps: int) -> str:
     return ", ".join(changes) or "default"
 
 
+def reads_classes(discoverer: str) -> bool:
+    """A per-class discoverer (ECS, ON/OFF: ``analyse`` a model) rather than a pair one (``score`` pairs)."""
+    return DISCOVERERS.get(discoverer).traits.get("reads") == "classes"
+
+
+def check_selection(spec: ExperimentSpec) -> None:
+    """Before any training: the resolved spec's selection must fit every site of its model (K <= width)."""
+    if not reads_classes(spec.discoverer):
+        selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
+        selection.check(MODELS.get(spec.model).build(spec.model_config).sites())
+
+
+def scoring_key(spec: ExperimentSpec, source: str) -> str:
+    """Runs with the same key differ only in their model (method, its config, seed, budget): the same task,
+    data, pairs, resamples, discoverer, selection and intervention. "" when the discoverer cannot score
+    several models in one pass (not declared ``packable``)."""
+    if not DISCOVERERS.get(spec.discoverer).traits.get("packable"):
+        return ""
+    plain = to_plain(spec)
+    return config_hash({k: v for k, v in plain.items() if k not in ("method", "method_config", "train_seed", "steps")}
+                       | {"data": source})
+
+
 def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | None = None,
                    show_progress: bool = True, data: Any = None) -> tuple[ResultRecord, Any]:
     """Run one experiment; returns the record and the outcome (model, circuit, scores) for figures.
@@ -182,9 +201,11 @@ def run_experiment(spec: ExperimentSpec, device: torch.device, data_dir: Path | 
 
 @dataclass
 class _Run:
-    """A run between its steps: resolved, its task built, its data loaded, its identity known."""
+    """A run between its steps: resolved, its task built (``key``: per task and model config) and its data
+    loaded, its identity known."""
 
     spec: ExperimentSpec
+    key: str
     task: Any
     data: Any
     identity: RecordIdentity
@@ -192,14 +213,13 @@ class _Run:
 
 def run_experiments(specs: list[ExperimentSpec], device: torch.device, data_dir: Path | None = None,
                     show_progress: bool = True, data: Any = None, pack: bool = True,
-                    ) -> list[tuple[ResultRecord, Any] | Exception]:
-    """Several runs in one process. With ``pack``, the models not yet trained are trained in packs where
-    they share an architecture (``pipeline.trained_models``), and the runs that differ only in their model
-    (method, its config, seed: same task, discoverer and discovery settings) are scored in one batched pass
-    when their discoverer declares it ``packable`` (``scoring.discover_and_score_pack``). Per spec, its
-    record and outcome, or the exception :func:`run_experiment` would raise for it alone."""
-    from modbench.pipeline import trained_models
-
+                    trained: dict[str, Any] | None = None) -> list[tuple[ResultRecord, Any] | Exception]:
+    """Several runs in one process. With ``pack``, the models not yet trained are trained in packs where they
+    share an architecture (``pipeline.trained_models``), and runs with the same :func:`scoring_key` are
+    scored in one batched pass (``scoring.discover_and_score_pack``). Per spec, its record and outcome, or
+    the exception of its own failure (bad spec, model diverged, too few pairs). An error of a training pack
+    as a whole (a member's bad config, out of memory) is raised: the caller may retry the runs one by one.
+    ``trained``: models this process already has (:func:`train_runs`), by training hash."""
     results: list[Any] = [None] * len(specs)
     runs: dict[int, _Run] = {}
     built: dict[str, Any] = {}  # tasks and their data, per (task, model config)
@@ -208,48 +228,69 @@ def run_experiments(specs: list[ExperimentSpec], device: torch.device, data_dir:
             runs[index] = _prepare(spec, data_dir, data, built)
         except Exception as error:  # noqa: BLE001 (the run's own failure, raised again for one run)
             results[index] = error
-    by_data: dict[str, dict[str, _Run]] = {}  # per data source, one run per model to train or load
-    for run in runs.values():
-        by_data.setdefault(run.data.source, {}).setdefault(run.identity.training.hash, run)
-    models: dict[str, Any] = {}
-    for group in by_data.values():
-        first = next(iter(group.values()))  # runs sharing a training hash train the same model, whatever task
-        trained = trained_models([run.identity.training for run in group.values()], first.task, first.data, device,
-                                 show_progress=show_progress, pack=pack)
-        models.update(zip(group, trained, strict=True))
+    models = dict(trained or {})
+    models.update(train_runs([run for run in runs.values() if run.identity.training.hash not in models], device,
+                             show_progress, pack))
     scoring: dict[str, list[int]] = {}
     for index, run in runs.items():
         model = models[run.identity.training.hash]
         if isinstance(model, TrainingFailed):
             results[index] = TrainingFailed(f"{run.spec.method} on {run.spec.task}: {model}")
             continue
-        together = pack and bool(DISCOVERERS.get(run.spec.discoverer).traits.get("packable"))
-        scoring.setdefault(_scoring_key(run) if together else str(index), []).append(index)
+        key = scoring_key(run.spec, run.data.source) if pack else ""
+        scoring.setdefault(key or str(index), []).append(index)
+    _score_and_record(scoring, runs, models, device, results)
+    return results
+
+
+def _score_and_record(scoring: dict[str, list[int]], runs: dict[int, _Run], models: dict[str, Any],
+                      device: torch.device, results: list[Any]) -> None:
+    from modbench.run_record import make_record
+
+    trained_before: set[str] = set()  # a model trained here is "cached" for its runs after the first
     for indices in scoring.values():
         group = [runs[i] for i in indices]
         trained = [models[run.identity.training.hash] for run in group]
         for index, run, (_, training), outcome in zip(indices, group, trained, _score_group(group, trained, device),
                                                       strict=True):
+            if isinstance(outcome, Exception):
+                results[index] = outcome
+                continue
+            training_hash = run.identity.training.hash
+            if training_hash in trained_before:
+                training = training | {"cached": True}
+            trained_before.add(training_hash)
             try:
-                results[index] = outcome if isinstance(outcome, Exception) else (
-                    _record(run, training, outcome, device), outcome)
+                results[index] = (make_record(run.spec, run.task, run.data, run.identity, training, outcome, device),
+                                  outcome)
             except Exception as error:  # noqa: BLE001 (the run's own failure)
                 results[index] = error
-    return results
 
 
-def _score_group(group: list[_Run], trained: list[Any], device: torch.device) -> list[Any]:
-    """Outcomes (or the exceptions) of runs sharing a scoring key; a pack whose batched pass fails (a model
-    or discoverer that ``torch.vmap`` cannot run, out of memory) is scored one model at a time, with a warning."""
-    models = [model for model, _ in trained]
-    try:
-        return _score(group, models, device)
-    except Exception as error:  # noqa: BLE001 (one run: its failure; a pack: retried one by one)
-        if len(group) == 1 or isinstance(error, UserError):  # e.g. too few pairs: every run's own failure
-            return [error] * len(group)
-        warnings.warn(f"scoring {len(group)} models in one pass failed ({one_line(error)}); scoring them one by one",
-                      stacklevel=2)
-    return [_score_group([run], [pair], device)[0] for run, pair in zip(group, trained, strict=True)]
+def train_runs(runs: list[_Run], device: torch.device, show_progress: bool = True,
+               pack: bool = True) -> dict[str, Any]:
+    """The runs' models by training hash: loaded, or trained (``pack``: in packs where they share an
+    architecture), each with its task and data; a model that diverged maps to its TrainingFailed."""
+    from modbench.pipeline import trained_models
+
+    groups: dict[str, dict[str, _Run]] = {}  # per task and model config, one run per model
+    for run in runs:
+        groups.setdefault(run.key, {}).setdefault(run.identity.training.hash, run)
+    models: dict[str, Any] = {}
+    for group in groups.values():
+        todo = {training_hash: run for training_hash, run in group.items() if training_hash not in models}
+        if todo:
+            first = next(iter(todo.values()))
+            models.update(zip(todo, trained_models([run.identity.training for run in todo.values()], first.task,
+                                                   first.data, device, show_progress=show_progress, pack=pack),
+                              strict=True))
+    return models
+
+
+def prepare_runs(specs: list[ExperimentSpec], data_dir: Path | None = None) -> list[_Run]:
+    """The specs resolved, checked, with their tasks built and data loaded (once each); errors raised."""
+    built: dict[str, Any] = {}
+    return [_prepare(spec, data_dir, None, built) for spec in specs]
 
 
 def _prepare(spec: ExperimentSpec, data_dir: Path | None, data: Any, built: dict[str, Any]) -> _Run:
@@ -258,104 +299,45 @@ def _prepare(spec: ExperimentSpec, data_dir: Path | None, data: Any, built: dict
     from modbench.pipeline import build_task
 
     spec = spec.resolved()
-    if DISCOVERERS.get(spec.discoverer).traits.get("reads") != "classes":  # K must fit every site
-        selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
-        selection.check(MODELS.get(spec.model).build(spec.model_config).sites())
     key = config_hash([spec.task, spec.model_config])
+    task = built[key][0] if key in built else build_task(spec.task, spec.model_config)
+    check_selection(spec)  # before loading any data
     if key not in built:
-        task = build_task(spec.task, spec.model_config)
         built[key] = (task, task.load(data_dir) if data is None else data)
-    task, loaded = built[key]
-    return _Run(spec, task, loaded, record_identity(spec, loaded.source, task.config))
+    loaded = built[key][1]
+    return _Run(spec, key, task, loaded, record_identity(spec, loaded.source, task.config))
 
 
-def _scoring_key(run: _Run) -> str:
-    """Runs with the same key differ only in their model: one pass of discovery can score them together."""
-    plain = to_plain(run.spec)
-    return config_hash({k: v for k, v in plain.items() if k not in ("method", "method_config", "train_seed", "steps")}
-                       | {"data": run.data.source})
+def pair_scoring(spec: ExperimentSpec, task: Any, data: Any) -> tuple[Any, ...]:
+    """What pair discoverers score a model with: (pairs, discoverer, selection, intervention); too few pairs
+    in the data is a UserError."""
+    pairs = task.contrast(data, spec.discovery.pair_seed)
+    if len(pairs) < 4:
+        raise UserError(f"task {spec.task!r} found only {len(pairs)} pairs in the {data.source} test split")
+    return (pairs, DISCOVERERS.get(spec.discoverer).build(spec.discoverer_config),
+            SELECTIONS.get(spec.discovery.selection).build(spec.selection_config),
+            INTERVENTIONS.get(spec.discovery.intervention).build(spec.intervention_config))
 
 
-def _score(group: list[_Run], models: list[Any], device: torch.device) -> list[Any]:
-    """The outcomes of runs that share a scoring key (one run, or a pack: one batched pass over its models)."""
+def _score_group(group: list[_Run], trained: list[Any], device: torch.device) -> list[Any]:
+    """Outcomes (or each run's exception) of runs sharing a scoring key: one run, or a pack scored in one
+    batched pass; a pack whose pass fails (a model ``torch.vmap`` cannot run, out of memory) is scored one model
+    at a time, with a warning."""
     from modbench.models.pack import ModelPack
     from modbench.scoring import analyse_classes, discover_and_score_pack
 
     spec, task, data = group[0].spec, group[0].task, group[0].data
-    found = DISCOVERERS.get(spec.discoverer).build(spec.discoverer_config)
-    if DISCOVERERS.get(spec.discoverer).traits.get("reads") == "classes":
-        return [analyse_classes(model, task, data, found) for model in models]
-    pairs = task.contrast(data, spec.discovery.pair_seed)
-    if len(pairs) < 4:
-        raise UserError(f"task {spec.task!r} found only {len(pairs)} pairs in the {data.source} test split")
-    selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
-    intervention = INTERVENTIONS.get(spec.discovery.intervention).build(spec.intervention_config)
-    return discover_and_score_pack(ModelPack(models), task, pairs, found, selection, intervention, spec.discovery,
-                                   device)
-
-
-def _record(run: _Run, training: dict[str, Any], outcome: Any, device: torch.device) -> ResultRecord:
-    """The run's record from its trained model's record and its scoring outcome."""
-    from modbench.discovery.modularity import bsgc_clusterability, contiguous_clusterability
-    from modbench.stats import summarize
-
-    spec, task, data, identity = run.spec, run.task, run.data, run.identity
-    model = outcome.model
-    if hasattr(task, "evaluate"):  # a task's own held-out metrics (e.g. perplexity), as summaries
-        outcome.metrics.update(task.evaluate(model, data))
-    modularity = bsgc_clusterability(model)  # empty for a model without hidden-to-hidden matrices
-    if modularity:
-        outcome.metrics["clusterability"] = summarize(torch.tensor(list(modularity.values())))
-    info = training["training"]
-    steps = identity.training.train.steps
-    floor = task.config.quality_floor
-    failed = info["test_accuracy"] < floor
-    x_test = data.x_test[: getattr(task, "eval_batch_size", 1000)].to(device)
-    peak = info["peak_memory_bytes"]
-    outcome.task = task
-    return ResultRecord(
-        task=spec.task, method=spec.method, model=spec.model, discoverer=spec.discoverer, dataset=data.source,
-        variant=variant_label(spec, steps, task.config.steps_for(data.source)), cell=identity.cell,
-        config_hash=identity.config_hash, train_seed=spec.train_seed,
-        pair_seed=spec.discovery.pair_seed, boot_seed=spec.discovery.boot_seed,
-        status="failed" if failed else "ok",
-        failure=f"test accuracy {info['test_accuracy']:.4f} below the task's quality floor {floor}" if failed else "",
-        faithfulness_metric=task.config.metric, metrics=outcome.metrics,
-        sparsity_per_wire=outcome.sparsity_per_wire, circuit_size=outcome.circuit_size,
-        details=outcome.details | {"bsgc_clusterability_k4": modularity,
-                                   "contiguous_clusterability_k4": contiguous_clusterability(model),
-                                   "training_last_eval": info["history"][-1] if info.get("history") else {}},
-        test_accuracy=info["test_accuracy"], best_test_accuracy=info["best_test_accuracy"],
-        best_step=info["best_step"],
-        costs={"train_steps": steps, "train_time_s": info["train_time_s"],
-               "peak_train_memory_mb": peak / 2**20, "peak_train_memory_kind": info["peak_memory_kind"],
-               "inference_us_per_sample": inference_us_per_sample(model, x_test),
-               "checkpoint_kb": training["checkpoint_bytes"] / 1024, "n_pairs": outcome.n_pairs,
-               "train_cached": training["cached"], "packed_with": info.get("packed_with", 1),
-               "resumed_from_step": info.get("resumed_from_step", 0),
-               "discovery_packed_with": outcome.packed_with},
-        discovery_cost_depends_on_weights=bool(DISCOVERERS.get(spec.discoverer).traits.get("cost_depends_on_weights",
-                                                                                            True)),
-        config=identity.config,
-        definitions={"sparsity": SPARSITY_DEFINITION.format(tau=spec.discovery.edge_threshold),
-                     "faithfulness": f"{task.config.metric} between the circuit's and the model's outputs on clean "
-                                     f"inputs, non-circuit candidates {spec.discovery.intervention}-ablated",
-                     "scoring": "circuit chosen on a resample of the discovery pairs, scored on a resample of "
-                                f"the held-out pairs ({spec.discovery.holdout:.0%} of them)"},
-        provenance={"versions": versions(), "git_commit": git_commit(), "device": device_name(device),
-                    "train_device": training["provenance"]["device"], "data_note": data.note,
-                    "checkpoint": training["checkpoint_path"]},
-    )
-
-
-@torch.no_grad()
-def inference_us_per_sample(model: torch.nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
-    model(x)
-    if x.device.type == "cuda":
-        torch.cuda.synchronize(x.device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        model(x)
-    if x.device.type == "cuda":
-        torch.cuda.synchronize(x.device)
-    return (time.perf_counter() - start) / (repeats * len(x)) * 1e6
+    models = [model for model, _ in trained]
+    try:
+        if reads_classes(spec.discoverer):
+            found = DISCOVERERS.get(spec.discoverer).build(spec.discoverer_config)
+            return [analyse_classes(model, task, data, found) for model in models]
+        pairs, found, selection, intervention = pair_scoring(spec, task, data)
+        return discover_and_score_pack(ModelPack(models), task, pairs, found, selection, intervention,
+                                       spec.discovery, device)
+    except Exception as error:  # noqa: BLE001 (one run: its failure; a pack: retried one by one)
+        if len(group) == 1 or isinstance(error, UserError):  # too few pairs: every run's own failure
+            return [error] * len(group)
+        warnings.warn(f"scoring {len(group)} models in one pass failed ({one_line(error)}); scoring them one by one",
+                      stacklevel=2)
+    return [_score_group([run], [pair], device)[0] for run, pair in zip(group, trained, strict=True)]

@@ -64,8 +64,10 @@ def discover_and_score_pack(pack: ModelPack, task: Task, pairs: ContrastivePairs
                             ) -> list[Outcome]:
     """:func:`discover_and_score` for every model of ``pack`` on the same pairs and resamples, each discovery
     resample and the held-out scoring one batched pass over the pack (``ModelPack.map``). Per model, the
-    outcome it would get alone (up to float rounding), except ``discovery_time_s``: the pack's time per
-    resample divided by its size (``packed_with``)."""
+    outcome it would get alone, except ``discovery_time_s`` (the pack's time per resample divided by its size,
+    ``packed_with``) and float rounding: batched products may round differently, so a near-tie in a
+    selection can choose another candidate (tested equal in float64; ``scripts/bench_packed.py`` counts
+    agreeing circuits in float32)."""
     for model in pack.models:
         model.eval()
     pairs = pairs.to(device)

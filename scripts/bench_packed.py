@@ -24,12 +24,11 @@ import time
 
 import torch
 
-from modbench.experiment import ExperimentSpec
+from modbench.experiment import ExperimentSpec, pair_scoring
 from modbench.methods import METHODS
 from modbench.models import MODELS
 from modbench.models.pack import ModelPack
 from modbench.provenance import device_name, resolve_device
-from modbench.registries import DISCOVERERS, INTERVENTIONS, SELECTIONS
 from modbench.scoring import discover_and_score, discover_and_score_pack
 from modbench.tasks import TASKS
 from modbench.training.packed import Member, train_packed
@@ -88,10 +87,7 @@ def scoring(models: list[torch.nn.Module], task, data, boots: int, repeats: int,
     """Best-of-``repeats`` seconds to score the models one by one and as one pack, circuits that agree, and the
     largest gap in logit difference between the two."""
     spec = ExperimentSpec(TASK, "vanilla").resolved()
-    discovery = dataclasses.replace(spec.discovery, boots=boots)
-    args = (task, task.contrast(data, discovery.pair_seed), DISCOVERERS.get(spec.discoverer).build(),
-            SELECTIONS.get(discovery.selection).build(spec.selection_config),
-            INTERVENTIONS.get(discovery.intervention).build(), discovery, device)
+    args = (task, *pair_scoring(spec, task, data), dataclasses.replace(spec.discovery, boots=boots), device)
     alone_times, pack_times = [], []
     for _ in range(repeats):
         sync(device)

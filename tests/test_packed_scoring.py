@@ -16,6 +16,7 @@ from modbench.discovery.catalog import ActivationPatchingConfig, NoConfig, TopKC
 from modbench.discovery.interventions import MeanAblation, ResampleAblation, ZeroAblation
 from modbench.discovery.selection import TopK
 from modbench.experiment import DiscoveryConfig, ExperimentSpec, run_experiment, run_experiments
+from modbench.models.base import permute_group
 from modbench.models.cnn import HookedCNN
 from modbench.models.mlp import HookedMLP
 from modbench.models.pack import ModelPack
@@ -75,6 +76,20 @@ def test_a_pack_scores_every_model_as_it_is_scored_alone(task_key):
     assert_same_outcomes(packed, alone)
     first = next(iter(alone[0].mean_scores))  # the models differ, so a mix-up between them would show
     assert not torch.allclose(alone[0].mean_scores[first], alone[1].mean_scores[first])
+
+
+def test_models_whose_neurons_and_classes_were_swapped_differently_are_scored_as_alone():
+    """BIMT swaps leave each model with its own permutation of hidden neurons and of output slots (an integer
+    buffer the forward pass reads to put logits back in class order): per-model state under vmap."""
+    models, pairs, task = models_and_pairs("toy_mlp", count=3)
+    for seed, model in enumerate(models):
+        generator = torch.Generator().manual_seed(seed)
+        groups = model.wiring().groups
+        for name in ("blocks.0.mlp", "logits"):
+            permute_group(groups[name], torch.randperm(groups[name].size, generator=generator))
+    assert len({tuple(model.output_order.tolist()) for model in models}) == 3
+    intervention = MeanAblation(NoConfig())
+    assert_same_outcomes(score(models, task, pairs, intervention, True), score(models, task, pairs, intervention, False))
 
 
 @pytest.mark.parametrize("intervention", [ZeroAblation(NoConfig()), ResampleAblation(NoConfig())])
@@ -151,3 +166,21 @@ def test_a_pack_that_cannot_be_batched_is_scored_one_by_one_with_a_warning():
         warnings.simplefilter("error")
         alone = run_experiment(specs[1], CPU, show_progress=False)[0]
     assert comparable(alone) == comparable(results[1][0])
+
+
+def test_a_sweep_pack_job_returns_the_fallback_warning_for_the_driver_to_show():
+    from modbench.sweeps.driver import pack_message
+    from modbench.sweeps.executors import PackJob, run_pack
+    from modbench.sweeps.spec import RunSpec
+
+    if "test_unbatchable" not in DISCOVERERS:
+        register_discoverer("test_unbatchable", ActivationPatchingConfig(), "test", factory=_Unbatchable,
+                            cost_depends_on_weights=False, packable=True)
+    runs = tuple(RunSpec(method, "toy_mlp", "test_unbatchable", 1, None, None, 3, 10, 0, 0, 3, "mean")
+                 for method in ("vanilla", "l1"))
+    result = run_pack(PackJob(train=runs, runs=runs), "cpu", None, 1)
+    assert result["error"] == "" and all(run["error"] == "" for run in result["runs"])
+    assert [run["record"]["costs"]["discovery_packed_with"] for run in result["runs"]] == [1, 1]
+    message = pack_message(2, result)
+    assert message.startswith("a pack of 2 models trained 2 and made 2 runs in ")
+    assert "\n  warning: scoring 2 models in one pass failed" in message

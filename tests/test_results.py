@@ -117,6 +117,12 @@ def test_a_discovery_time_shared_by_a_pack_is_marked_amortised_with_its_note():
     assert "0.1000 ± 0.0000†" in row["b"] and "†" not in row["a"]
     assert "`†` discovery time amortised" in text
     assert "amortised" not in to_markdown(leaderboard([alone], "circle_detection"), "t")
+    # where the time is the model's property, a pack's share never takes the star from a single run's time
+    slow = dataclasses.replace(fake_record("a", 1.0, 0.9, cost_depends=True), costs={})
+    quick = dataclasses.replace(fake_record("b", 2.0, 0.9, cost_depends=True), costs={"discovery_packed_with": 5})
+    quick.metrics["discovery_time_s"]["mean"] = 0.01
+    table = leaderboard([slow, quick], "circle_detection")
+    assert best_per_metric(table)["discovery_time_s"] == 0.1
 
 
 def test_compare_reports_orderings_against_the_paper():

@@ -273,7 +273,8 @@ def test_with_pack_the_models_train_and_score_in_one_pack_and_the_rows_match_one
     path = sweep_file(tmp_path, 'methods = ["vanilla", "l1", "sweep_nan"]\nseeds = [1, 2]\n' + TOY)
     code, out, err = run_cli(["sweep", path, "--workers", "2", "--pack", "8", "--device", "cpu"], capsys)
     assert code == 1, err
-    assert "a pack of 6 models made 6 runs" in out and "4 ok, 2 failed" in out and "loss became nan" in out
+    assert "a pack of 6 models trained 4 and made 6 runs" in out and "4 ok, 2 failed" in out
+    assert "loss became nan" in out
     home = Path(os.environ["MODBENCH_HOME"])
     sidecars = [json.loads(p.read_text()) for p in (home / "models").glob("*.json")]
     assert sorted(s["training"]["packed_with"] for s in sidecars) == [6] * 4  # the diverged ones: no checkpoint
@@ -288,13 +289,37 @@ def test_with_pack_the_models_train_and_score_in_one_pack_and_the_rows_match_one
         assert not [d for d in differences(one, other) if not close_text(d)], differences(one, other)
 
 
+def test_a_pack_trains_its_untrained_models_and_makes_only_the_runs_that_share_a_scoring_pass():
+    from modbench.sweeps.driver import PlannedRun, pack_jobs
+    from modbench.sweeps.spec import RunSpec
+
+    def planned(name: str, model: str, cached: bool, score_key: str, pack_key: str = "arch") -> PlannedRun:
+        run = RunSpec(name, "toy_mlp", "activation_patching", 1, None, None, 2, 8, 0, 0, 3, "mean")
+        return PlannedRun(int(name[1]), run, f"cfg-{name}", model, cached, pack_key, score_key)
+
+    def names(runs) -> list[str]:  # noqa: ANN001
+        return [run.method if isinstance(run, RunSpec) else run.run.method for run in runs]
+
+    a1, a2 = planned("a1", "A", False, "k1"), planned("a2", "A", False, "")  # a2: a discoverer that cannot pack
+    b1, c1 = planned("b1", "B", False, "k1"), planned("c1", "C", True, "k1")
+    d1, e1 = planned("d1", "D", True, "k2"), planned("e1", "E", True, "")  # k2: no other model; E: nothing to share
+    f1 = planned("f1", "F", False, "k1", pack_key="other")  # alone in its architecture
+    [pack] = pack_jobs((a1, a2, b1, c1, d1, e1, f1), 8)
+    assert names(pack.train) == names(pack.job.train) == ["a1", "b1"]
+    assert names(pack.runs) == names(pack.job.runs) == ["a1", "b1", "c1"]
+    [pack] = pack_jobs((a1, a2, b1, c1, d1, e1, f1), 2)  # [A, B] share k1; [C, D] share nothing: no pack
+    assert names(pack.runs) == ["a1", "b1"]
+    assert pack_jobs((a1, a2, e1), 8) == []  # one untrained model and nothing to share
+
+
 def test_a_pack_that_fails_as_a_whole_leaves_its_models_to_their_runs(tmp_path, capsys, plugins):
     """One member's config is refused when its training starts: the pack fails, the runs train one by one and
     only that member's runs fail, with its own reason."""
     path = sweep_file(tmp_path, 'methods = ["vanilla", "bimt"]\n' + TOY + "[method_overrides.bimt]\nswap_top_k = 100\n")
     code, out, err = run_cli(["sweep", path, "--workers", "1", "--pack", "4", "--device", "cpu"], capsys)
     assert code == 1, err
-    assert "a pack of 2 models made nothing" in out and "its runs go one by one" in out and "1 ok, 1 failed" in out
+    assert "a pack of 2 models trained 0 and made 0 runs" in out and "its runs go one by one" in out
+    assert "1 ok, 1 failed" in out
     assert "bimt on toy_mlp (activation_patching, seed 1): swap_top_k=100 is larger than every permutable layer" in out
     home = Path(os.environ["MODBENCH_HOME"])
     assert [(r.method, r.status) for r in rows(home)] == [("vanilla", "ok")]

@@ -49,8 +49,11 @@ class Discoverer(Protocol):
     """Scores every candidate of every site on a batch of pairs. Traits declared at registration:
     ``cost_depends_on_weights`` (is its time a property of the model?), ``exact`` (False: an approximation),
     ``packable`` (``score`` runs under ``torch.vmap``, so several models of one architecture can be scored in
-    one pass: ``modbench.models.pack``; no ``torch.autograd`` or data-dependent control flow inside; default
-    False), ``reads="classes"`` for per-class discoverers that ``analyse`` a model instead."""
+    one pass: ``modbench.models.pack``; no ``torch.autograd``, ``.item()`` or data-dependent control flow
+    inside; default False; the model's forward and hooks, the task's read-out, the metric, the intervention and
+    circuit scoring then run under ``torch.vmap`` too, with P times the memory of one model; a pack that
+    cannot run so is scored one model at a time, with a warning), ``reads="classes"`` for per-class
+    discoverers that ``analyse`` a model instead."""
 
     config: Any
 

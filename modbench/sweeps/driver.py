@@ -9,8 +9,9 @@ never train it at once: the first trains and caches it, the others start when it
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class PlannedRun:
     training_hash: str
     cached: bool
     pack_key: str = ""  # runs whose models share it can be trained in one pack (pipeline.pack_key)
+    score_key: str = ""  # runs sharing it (not "") can be scored in one pass (experiment.scoring_key)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def plan(sweep: SweepSpec, store: ResultStore, data_dir: Path | None = None, pat
     """Check a sweep (``path`` names it in errors), build every run's spec (names, overrides, K against each
     model's sites), find each task's data source and so every record's ``config_hash``; all before any
     training or writing. Scripts build a :class:`SweepSpec` and call this directly."""
-    from modbench.experiment import record_identity
+    from modbench.experiment import record_identity, scoring_key
     from modbench.paths import modbench_home
     from modbench.pipeline import build_task, pack_key
     from modbench.provenance import config_hash
@@ -105,7 +107,8 @@ def plan(sweep: SweepSpec, store: ResultStore, data_dir: Path | None = None, pat
         source = sources[task.config.dataset]
         identity = record_identity(spec, source, task.config)
         planned.append(PlannedRun(index, run, identity.config_hash, identity.training.hash,
-                                  checkpoints.exists(identity.training.checkpoint_name), pack_key(identity.training)))
+                                  checkpoints.exists(identity.training.checkpoint_name), pack_key(identity.training),
+                                  scoring_key(spec, source)))
     hashes = {run.config_hash for run in planned}
     if len(hashes) < len(planned):  # distinct lists make this impossible; a guard against silent loss
         raise UserError(f"{path}: two runs of the sweep have the same config")
@@ -114,17 +117,14 @@ def plan(sweep: SweepSpec, store: ResultStore, data_dir: Path | None = None, pat
 
 
 def _check_selection(spec: Any, checked: set[str]) -> None:
-    """``run_experiment`` checks K against the model's sites; here it is checked for the whole sweep first
-    (once per model and selection: ``checked`` holds those done)."""
+    """K against the model's sites for the whole sweep first (once per model and selection: ``checked``)."""
+    from modbench.experiment import check_selection
     from modbench.provenance import config_hash
-    from modbench.registries import DISCOVERERS, MODELS, SELECTIONS
 
-    if DISCOVERERS.get(spec.discoverer).traits.get("reads") == "classes":
-        return
-    key = config_hash([spec.model, spec.model_config, spec.discovery.selection, spec.selection_config])
+    key = config_hash([spec.model, spec.model_config, spec.discoverer, spec.discovery.selection,
+                       spec.selection_config])
     if key not in checked:
-        selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
-        selection.check(MODELS.get(spec.model).build(spec.model_config).sites())
+        check_selection(spec)
         checked.add(key)
 
 
@@ -148,51 +148,81 @@ def write(store: ResultStore, outcome: Outcome) -> Outcome:
     return Outcome(outcome.run, outcome.seconds, store.append(outcome.record), outcome.reason)
 
 
-def pack_jobs(runs: tuple[PlannedRun, ...], size: int) -> list[tuple[PackJob, list[PlannedRun]]]:
-    """The runs grouped by pack key (one architecture, data and training config), at most ``size`` models per
-    pack, every run of a model with it (a model alone is left to its runs). Each pack with its planned runs."""
+@dataclass(frozen=True)
+class PlannedPack:
+    """A pack job and what it stands for: ``train`` one run per untrained model it trains, ``runs`` the runs
+    it makes (those sharing a scoring key with another model of the pack)."""
+
+    job: PackJob
+    train: tuple[PlannedRun, ...]
+    runs: tuple[PlannedRun, ...]
+
+
+def pack_jobs(runs: tuple[PlannedRun, ...], size: int) -> list[PlannedPack]:
+    """Packs of at most ``size`` models of one pack key (architecture, data, training config): the untrained
+    ones trained together, the runs that can share a scoring pass made together. The other runs (a discoverer
+    that is not ``packable``, a scoring key no other model of the pack has) are left to the one-by-one path,
+    where they run in parallel; so is a pack with nothing to share (a lone model)."""
     groups: dict[str, dict[str, list[PlannedRun]]] = {}  # pack key -> training hash -> runs
     for run in runs:
         groups.setdefault(run.pack_key, {}).setdefault(run.training_hash, []).append(run)
-    jobs = []
+    packs = []
     for models in groups.values():
-        hashes = list(models)
-        for start in range(0, len(hashes), size):
-            chunk = hashes[start : start + size]
-            if len(chunk) > 1:
-                planned = [run for training_hash in chunk for run in models[training_hash]]
-                jobs.append((PackJob(tuple(run.run for run in planned)), planned))
-    return jobs
+        useful = [h for h, mine in models.items() if not mine[0].cached or any(run.score_key for run in mine)]
+        for start in range(0, len(useful), size):
+            chunk = useful[start : start + size]
+            sharing = Counter(key for h in chunk for key in {run.score_key for run in models[h]} if key)
+            scored = tuple(run for h in chunk for run in models[h] if sharing[run.score_key] > 1)
+            train = tuple(models[h][0] for h in chunk if not models[h][0].cached)
+            if len(train) > 1 or scored:
+                packs.append(PlannedPack(PackJob(tuple(r.run for r in train), tuple(r.run for r in scored)),
+                                         train, scored))
+    return packs
 
 
 def run_packs(todo: tuple[PlannedRun, ...], executor: Executor, size: int, store: ResultStore,
               on_outcome: Callable[[Outcome], None],
               on_pack: Callable[[int, dict[str, Any]], None] = lambda models, result: None,
               ) -> tuple[dict[int, Outcome], tuple[PlannedRun, ...]]:
-    """Make the runs of ``todo`` pack by pack (each pack one executor job: its untrained models trained
-    together, its runs scored together where they can be), writing each run's result; returns the outcomes
-    by run index and the runs left to the one-by-one path: those in no pack, and those of a pack that failed
-    as a whole (one member's bad config, out of memory), where each error then belongs to its own run."""
-    jobs = pack_jobs(todo, size)
-    for index, (job, _) in enumerate(jobs):
-        executor.submit(-1 - index, job)
+    """The pack jobs of ``todo`` (:func:`pack_jobs`), each one executor job, writing each run's result as its
+    pack returns; returns the outcomes by run index and the runs left to the one-by-one path, with ``cached``
+    set for the models the packs trained. A run whose model diverged in its pack fails with that reason; the
+    runs of a pack that failed as a whole (one member's bad config, out of memory) are left to the one-by-one
+    path, where each error belongs to its own run."""
+    packs = pack_jobs(todo, size)
+    for index, pack in enumerate(packs):
+        executor.submit(-1 - index, pack.job)
     outcomes: dict[int, Outcome] = {}
-    for _ in jobs:
+    trained: dict[str, str] = {}  # training hash -> "" (trained) or why it failed
+    for _ in packs:
         index, result = executor.next_done()
-        planned = jobs[-1 - index][1]
+        pack = packs[-1 - index]
+        trained.update(result.get("trained", {}))
         if result.get("runs") is not None:
-            for run, one in zip(planned, result["runs"], strict=True):
+            for run, one in zip(pack.runs, result["runs"], strict=True):
                 outcomes[run.index] = write(store, outcome_of(run, one))
                 on_outcome(outcomes[run.index])
-        on_pack(len({run.training_hash for run in planned}), result)
-    return outcomes, tuple(run for run in todo if run.index not in outcomes)
+        on_pack(len({run.training_hash for run in pack.train + pack.runs}), result)
+    left = []
+    for run in todo:
+        if run.index in outcomes:
+            continue
+        if trained.get(run.training_hash):  # diverged in its pack: diverges again alone
+            outcomes[run.index] = Outcome(run, 0.0, reason=trained[run.training_hash])
+            on_outcome(outcomes[run.index])
+        else:
+            left.append(replace(run, cached=run.cached or run.training_hash in trained))
+    return outcomes, tuple(left)
 
 
 def pack_message(models: int, result: dict[str, Any]) -> str:
-    """One line on a finished pack job, for progress output."""
-    made = f"{len(result['runs'])} runs" if result.get("runs") is not None else "nothing"
+    """A finished pack job, for progress output: what it trained and made, its error, its warnings."""
+    trained = sum(1 for why in result.get("trained", {}).values() if not why)
+    made = len(result["runs"]) if result.get("runs") is not None else 0
     failure = f": {result['error']} (its runs go one by one)" if result.get("error") else ""
-    return f"a pack of {models} models made {made} in {result.get('seconds', 0.0):.0f} s{failure}"
+    notes = "".join(f"\n  warning: {text}" for text in result.get("warnings", []))
+    return (f"a pack of {models} models trained {trained} and made {made} runs in "
+            f"{result.get('seconds', 0.0):.0f} s{failure}{notes}")
 
 
 def execute(plan: Plan, executor: Executor, store: ResultStore,

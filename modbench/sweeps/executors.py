@@ -1,5 +1,6 @@
-"""Where a sweep's runs execute. Both executors run :func:`run_one` (one run -> a plain dict) and hand the
-results back to the driver, which alone writes the store.
+"""Where a sweep's runs execute. Both executors run :func:`run_job` (one run, :func:`run_one`, or a pack of
+runs, :func:`run_pack`; each -> a plain dict) and hand the results back to the driver, which alone writes
+the store.
 
 ``local``: a ``ProcessPoolExecutor`` ("spawn": no forked torch state), one run per process at a time.
 ``ray``: each run a Ray task declaring its CPU and GPU needs, on a local Ray instance or a running cluster;
@@ -11,11 +12,14 @@ from __future__ import annotations
 import io
 import os
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from modbench.errors import UserError, one_line
@@ -33,56 +37,70 @@ def run_one(run: RunSpec, device: str, data_dir: str | None, threads: int) -> di
     Any exception (training diverged, a user error found late, a bug) is this run's failure, not the sweep's."""
     start = time.perf_counter()
     try:
-        import torch
-
-        torch.set_num_threads(threads)  # workers share the cores: oversubscribed threads spin and slow all
-        from pathlib import Path
-
         from modbench.experiment import run_experiment
-        from modbench.provenance import resolve_device
 
-        # Data notes and warnings from many workers would tear the driver's progress bar apart.
-        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-            record, _ = run_experiment(run.experiment(), resolve_device(device),
-                                       Path(data_dir) if data_dir else None, show_progress=False)
-        return {"record": record.to_dict(), "error": "", "seconds": time.perf_counter() - start}
+        with _worker(threads, device, data_dir) as (torch_device, data_path, _):
+            record, _ = run_experiment(run.experiment(), torch_device, data_path, show_progress=False)
+        return _result(record, "", time.perf_counter() - start)
     except Exception as error:
-        return {"record": None, "error": one_line(error), "seconds": time.perf_counter() - start}
+        return _result(None, one_line(error), time.perf_counter() - start)
+
+
+def _result(record: Any, error: str, seconds: float) -> dict[str, Any]:
+    return {"record": None if record is None else record.to_dict(), "error": error, "seconds": seconds}
+
+
+@contextmanager
+def _worker(threads: int, device: str, data_dir: str | None) -> Iterator[tuple[Any, Path | None, list[str]]]:
+    """A worker's setting: its share of the cores, its device and data folder, and quiet output (data notes and
+    warnings from many workers would tear the driver's progress bar apart); the warnings are kept, as text."""
+    import torch
+
+    from modbench.provenance import resolve_device
+
+    torch.set_num_threads(threads)  # workers share the cores: oversubscribed threads spin and slow all
+    kept: list[str] = []
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        try:
+            yield resolve_device(device), Path(data_dir) if data_dir else None, kept
+        finally:
+            kept += [str(warning.message) for warning in seen]
 
 
 @dataclass(frozen=True)
 class PackJob:
-    """The runs of several models of one architecture (one pack key), made in one process: the untrained
-    models trained in one pack, and the runs that differ only in their model scored in one batched pass."""
+    """Several models of one architecture (one pack key) in one process: ``train`` names one run per model to
+    train (in one pack), ``runs`` the runs to make, those that differ only in their model scored in one pass."""
 
+    train: tuple[RunSpec, ...]
     runs: tuple[RunSpec, ...]
 
 
 def run_pack(job: PackJob, device: str, data_dir: str | None, threads: int) -> dict[str, Any]:
-    """Make a pack's runs in this process: ``{"runs": [run_one's result per run, in job order] or None, "error",
-    "seconds"}``. ``runs`` None: the pack failed as a whole (one member's bad config, out of memory), before
-    any run's own outcome; the driver then gives its runs to the one-by-one path."""
+    """Make a pack in this process: ``{"trained": {training hash: "" or why it diverged}, "runs": [run_one's
+    result per run, in job order] or None, "warnings", "error", "seconds"}``. ``runs`` None: the pack failed as
+    a whole (one member's bad config, out of memory) before any run's own outcome; the driver then gives its
+    runs to the one-by-one path."""
     start = time.perf_counter()
+    kept: list[str] = []
     try:
-        import torch
+        from modbench.errors import TrainingFailed
+        from modbench.experiment import prepare_runs, run_experiments, train_runs
 
-        torch.set_num_threads(threads)
-        from pathlib import Path
-
-        from modbench.experiment import run_experiments
-        from modbench.provenance import resolve_device
-
-        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-            results = run_experiments([run.experiment() for run in job.runs], resolve_device(device),
-                                      Path(data_dir) if data_dir else None, show_progress=False)
-        seconds = time.perf_counter() - start
-        share = seconds / len(job.runs)  # the pack's time, shared by its runs
-        return {"runs": [{"record": None, "error": one_line(result), "seconds": share}
-                         if isinstance(result, Exception) else
-                         {"record": result[0].to_dict(), "error": "", "seconds": share} for result in results],
-                "error": "", "seconds": seconds}
+        with _worker(threads, device, data_dir) as (torch_device, data_path, kept):
+            models = train_runs(prepare_runs([run.experiment() for run in job.train], data_path), torch_device,
+                                show_progress=False)
+            trained = {h: one_line(m) if isinstance(m, TrainingFailed) else "" for h, m in models.items()}
+            results = run_experiments([run.experiment() for run in job.runs], torch_device, data_path,
+                                      show_progress=False, trained=models)
+        share = (time.perf_counter() - start) / max(1, len(job.runs))  # the pack's time, shared by its runs
+        return {"trained": trained, "runs": [_result(None, one_line(result), share) if isinstance(result, Exception)
+                                             else _result(result[0], "", share) for result in results],
+                "warnings": kept, "error": "", "seconds": time.perf_counter() - start}
     except Exception as error:
-        return {"runs": None, "error": one_line(error), "seconds": time.perf_counter() - start}
+        return {"trained": {}, "runs": None, "warnings": kept, "error": one_line(error),
+                "seconds": time.perf_counter() - start}
 
 
 def run_job(job: RunSpec | PackJob, device: str, data_dir: str | None, threads: int) -> dict[str, Any]:
@@ -91,7 +109,7 @@ def run_job(job: RunSpec | PackJob, device: str, data_dir: str | None, threads: 
 
 
 def failure(reason: str) -> dict[str, Any]:
-    return {"record": None, "error": reason, "seconds": 0.0}
+    return _result(None, reason, 0.0)
 
 
 def machine_cores() -> int:
@@ -107,7 +125,7 @@ class Executor(Protocol):
     def submit(self, index: int, run: RunSpec | PackJob) -> None: ...
 
     def next_done(self) -> tuple[int, dict[str, Any]]:
-        """Block until a submitted run finishes: its index and its :func:`run_one` result."""
+        """Block until a submitted job finishes: its index and its :func:`run_job` result."""
         ...
 
     def close(self, cancel: bool = False) -> None: ...
