@@ -12,37 +12,29 @@ import argparse
 import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from modbench.discovery.catalog import ECSConfig
 from modbench.discovery.modularity import clusterability_table
 from modbench.experiment import ExperimentSpec, run_experiment
-from modbench.paths import modbench_home
-from modbench.provenance import device_name, git_commit, resolve_device
+from modbench.provenance import device_name, git_commit
 from modbench.registries import TASKS
 from modbench.results.record import ResultRecord
-from modbench.results.store import ResultStore
+from reproduction import reproduction_parser, set_up
 
 REGIMES = ("vanilla", "l1", "l1_local", "l1_swap", "bimt", "cluster")
 TASK = "mnist_per_class"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = reproduction_parser(__doc__)
     parser.add_argument("--ecs-images", type=int, default=200, help="test images per class for ECS")
-    parser.add_argument("--results", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=ROOT / "leaderboards")
     args = parser.parse_args()
-    start = time.perf_counter()
-    device = resolve_device(args.device)
+    setting = set_up(args)
+    device, store, start = setting.device, setting.store, setting.start
     task = TASKS.get(TASK).build()
     data = task.load(None)
-    store = ResultStore(args.results or modbench_home() / "results.sqlite")
     rows: dict[str, dict[str, ResultRecord]] = {}
     bsgc_rows = {}
     for method in REGIMES:

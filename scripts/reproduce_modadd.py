@@ -11,22 +11,19 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import torch
 
 from modbench.discovery.catalog import OnOffConfig
 from modbench.experiment import DiscoveryConfig, ExperimentSpec, run_experiment
-from modbench.paths import modbench_home
-from modbench.provenance import device_name, git_commit, resolve_device
+from modbench.provenance import device_name, git_commit
 from modbench.registries import MODELS, TASKS
 from modbench.results.record import ResultRecord
-from modbench.results.store import ResultStore
+from reproduction import reproduction_parser, set_up
 from modbench.viz.weights import fourier_embedding_figure, fourier_norms, weight_heatmaps
 
 REGIMES = ("vanilla", "l1", "l1_local", "l1_swap", "bimt", "cluster")
 TASK = "modular_addition"
-ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = [
     "Golechha et al. 2025 (Figure 3, p = 113, train fraction 0.3): every clustered component reaches "
     "clusterability 1.0 while the task is fully solved.",
@@ -47,22 +44,14 @@ def key_frequencies(model: torch.nn.Module, p: int, top: int = 5) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = reproduction_parser(__doc__)
     parser.add_argument("--boots", type=int, default=50)
     parser.add_argument("--pairs", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--results", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=ROOT / "leaderboards")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    device = resolve_device(args.device)
+    setting = set_up(args)
+    device, store, start = setting.device, setting.store, setting.start
     task = TASKS.get(TASK).build()
     data = task.load(None)
-    store = ResultStore(args.results or modbench_home() / "results.sqlite")
     discovery = DiscoveryConfig(boots=args.boots, pairs_per_boot=args.pairs)
     rows: dict[str, dict[str, ResultRecord]] = {}
     frequencies = {}

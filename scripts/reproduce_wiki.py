@@ -11,41 +11,30 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import torch
 
 from modbench.discovery.catalog import OnOffConfig
 from modbench.experiment import ExperimentSpec, run_experiment
 from modbench.methods.catalog import ClusterConfig
-from modbench.paths import modbench_home
-from modbench.provenance import device_name, git_commit, resolve_device
+from modbench.provenance import device_name, git_commit
 from modbench.registries import MODELS, TASKS
 from modbench.results.record import ResultRecord
-from modbench.results.store import ResultStore
+from reproduction import reproduction_parser, set_up
 
 TASK = "wiki_tokens"
-ROOT = Path(__file__).resolve().parent.parent
 MLP_WIRES = ("blocks.0.mlp.W_in", "blocks.0.mlp.W_out", "blocks.1.mlp.W_in", "blocks.1.mlp.W_out")
 REGIMES = {"vanilla": None, "cluster": ClusterConfig(wires=MLP_WIRES)}
 LAYERS = ("blocks.0.mlp.W_in", "blocks.1.mlp.W_in")  # ON clusters of each MLP layer (contiguous, aligned)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = reproduction_parser(__doc__)
     parser.add_argument("--images", type=int, default=1000, help="test windows for the ON interventions")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--results", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=ROOT / "leaderboards")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    device = resolve_device(args.device)
+    setting = set_up(args)
+    device, store, start = setting.device, setting.store, setting.start
     data = TASKS.get(TASK).build().load(None)
-    store = ResultStore(args.results or modbench_home() / "results.sqlite")
     rows: dict[tuple[str, str], ResultRecord] = {}
     for method, config in REGIMES.items():
         for layer in LAYERS:
