@@ -213,16 +213,18 @@ class _Run:
 
 def run_experiments(specs: list[ExperimentSpec], device: torch.device, data_dir: Path | None = None,
                     show_progress: bool = True, data: Any = None, pack: bool = True,
-                    trained: dict[str, Any] | None = None) -> list[tuple[ResultRecord, Any] | Exception]:
+                    trained: dict[str, Any] | None = None, built: dict[str, Any] | None = None,
+                    ) -> list[tuple[ResultRecord, Any] | Exception]:
     """Several runs in one process. With ``pack``, the models not yet trained are trained in packs where they
     share an architecture (``pipeline.trained_models``), and runs with the same :func:`scoring_key` are
     scored in one batched pass (``scoring.discover_and_score_pack``). Per spec, its record and outcome, or
     the exception of its own failure (bad spec, model diverged, too few pairs). An error of a training pack
     as a whole (a member's bad config, out of memory) is raised: the caller may retry the runs one by one.
-    ``trained``: models this process already has (:func:`train_runs`), by training hash."""
+    ``trained``: models this process already has (:func:`train_runs`), by training hash; ``built``: the tasks
+    and data it already has (:func:`prepare_runs`)."""
     results: list[Any] = [None] * len(specs)
     runs: dict[int, _Run] = {}
-    built: dict[str, Any] = {}  # tasks and their data, per (task, model config)
+    built = {} if built is None else built  # tasks and their data, per (task, model config)
     for index, spec in enumerate(specs):
         try:
             runs[index] = _prepare(spec, data_dir, data, built)
@@ -287,9 +289,11 @@ def train_runs(runs: list[_Run], device: torch.device, show_progress: bool = Tru
     return models
 
 
-def prepare_runs(specs: list[ExperimentSpec], data_dir: Path | None = None) -> list[_Run]:
-    """The specs resolved, checked, with their tasks built and data loaded (once each); errors raised."""
-    built: dict[str, Any] = {}
+def prepare_runs(specs: list[ExperimentSpec], data_dir: Path | None = None,
+                 built: dict[str, Any] | None = None) -> list[_Run]:
+    """The specs resolved, checked, with their tasks built and data loaded (once each, kept in ``built``);
+    errors raised."""
+    built = {} if built is None else built
     return [_prepare(spec, data_dir, None, built) for spec in specs]
 
 

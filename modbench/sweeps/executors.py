@@ -89,11 +89,12 @@ def run_pack(job: PackJob, device: str, data_dir: str | None, threads: int) -> d
         from modbench.experiment import prepare_runs, run_experiments, train_runs
 
         with _worker(threads, device, data_dir) as (torch_device, data_path, kept):
-            models = train_runs(prepare_runs([run.experiment() for run in job.train], data_path), torch_device,
-                                show_progress=False)
+            built: dict[str, Any] = {}  # tasks and data, loaded once for training and scoring
+            models = train_runs(prepare_runs([run.experiment() for run in job.train], data_path, built),
+                                torch_device, show_progress=False)
             trained = {h: one_line(m) if isinstance(m, TrainingFailed) else "" for h, m in models.items()}
             results = run_experiments([run.experiment() for run in job.runs], torch_device, data_path,
-                                      show_progress=False, trained=models)
+                                      show_progress=False, trained=models, built=built)
         share = (time.perf_counter() - start) / max(1, len(job.runs))  # the pack's time, shared by its runs
         return {"trained": trained, "runs": [_result(None, one_line(result), share) if isinstance(result, Exception)
                                              else _result(result[0], "", share) for result in results],
