@@ -15,6 +15,7 @@ import torch
 from modbench.errors import TrainingFailed, UserError, one_line
 from modbench.provenance import config_hash, to_plain
 from modbench.registries import DISCOVERERS, INTERVENTIONS, METHODS, MODELS, SELECTIONS, TASKS
+from modbench.registry import check_int, check_number
 from modbench.results.record import ResultRecord
 
 
@@ -34,14 +35,12 @@ class DiscoveryConfig:
     edge_threshold: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.boots < 2 or self.pairs_per_boot < 1:
-            raise ValueError("boots must be >= 2 and pairs_per_boot >= 1")
-        if not 0 < self.holdout < 1:
-            raise ValueError(f"holdout must be in (0, 1), got {self.holdout}")
-        if self.pair_seed < 0 or self.boot_seed < 0:
-            raise ValueError("seeds must be >= 0")
-        if not 0 <= self.edge_threshold < 1:
-            raise ValueError("edge_threshold must be in [0, 1)")
+        check_int(self, "boots", 2)
+        check_int(self, "pairs_per_boot", 1)
+        check_int(self, "pair_seed", 0)
+        check_int(self, "boot_seed", 0)
+        check_number(self, "holdout", 0, 1, low_open=True, high_open=True)
+        check_number(self, "edge_threshold", 0, 1, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -77,9 +76,12 @@ class ExperimentSpec:
             if len(matching) != 1:
                 raise UserError(f"cannot tell which selection {type(selection_config).__name__} configures")
             discovery = dataclasses.replace(discovery, selection=matching[0])
-        if not discovery.selection:  # the task's selection and its config
-            discovery = dataclasses.replace(discovery, selection=getattr(task.config, "selection", "top_k"))
-            selection_config = getattr(task.config, "selection_config", None)
+        if not discovery.selection:  # the discoverer's own selection (edge discoverers), else the task's
+            declared = DISCOVERERS.get(discoverer).traits
+            owner = declared if "selection" in declared else vars(task.config) | {
+                "selection": getattr(task.config, "selection", "top_k")}
+            discovery = dataclasses.replace(discovery, selection=owner["selection"])
+            selection_config = owner.get("selection_config")
         SELECTIONS.get(discovery.selection)
         INTERVENTIONS.get(discovery.intervention)
         return dataclasses.replace(
@@ -175,7 +177,13 @@ def check_selection(spec: ExperimentSpec) -> None:
     """Before any training: the resolved spec's selection must fit every site of its model (K <= width)."""
     if not reads_classes(spec.discoverer):
         selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
-        selection.check(MODELS.get(spec.model).build(spec.model_config).sites())
+        model = MODELS.get(spec.model).build(spec.model_config)
+        selection.check(model.edge_graph().sites if reads_edges(spec.discoverer) else model.sites())
+
+
+def reads_edges(discoverer: str) -> bool:
+    """An edge discoverer (ACDC, EAP, ...): its circuits are sets of edges of the model's edge graph."""
+    return DISCOVERERS.get(discoverer).traits.get("candidates") == "edges"
 
 
 def scoring_key(spec: ExperimentSpec, source: str) -> str:

@@ -31,6 +31,10 @@ for _spec in (
     MetricSpec("circuit_accuracy", "circuit accuracy", True, fn="modbench.discovery.metric_fns:correct"),
     MetricSpec("sparsity", "circuit sparsity", True),
     MetricSpec("discovery_time_s", "discovery time (s)", False),
+    MetricSpec("circuit_edges", "edges in circuit", False),  # active weight edges (or graph edges) kept
+    MetricSpec("forward_passes", "forward passes", False),  # batched passes one discovery resample ran
+    MetricSpec("backward_passes", "backward passes", False),
+    MetricSpec("edge_tests", "edge tests", False),  # ACDC: edges tested (one forward each when run sequentially)
     MetricSpec("test_accuracy", "test acc", True),
     MetricSpec("clusterability", "clusterability (BSGC, k=4)", True),
     MetricSpec("ecs", "effective circuit size", False),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import typing
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -18,30 +17,13 @@ from modbench.errors import TrainingFailed, UserError
 from modbench.paths import modbench_home
 from modbench.provenance import config_hash, device_name, git_commit, to_plain, versions
 from modbench.registries import METHODS, MODELS
+from modbench.registry import coerce
 from modbench.tasks.base import Task
 from modbench.training.checkpoint import CheckpointStore
 from modbench.training.config import TrainConfig
 
 # Part of every checkpoint hash: bump when a change to the training code changes what a config trains.
 TRAINING_CODE_VERSION = 3  # 3: generic wiring, task read-out, memory probe (numerics as 2)
-
-
-def _coerce(value: Any, hint: Any, key: str, owner: str) -> Any:
-    """A parsed ``--set`` value checked against the field's annotation (bool, int, float, str, tuples)."""
-    origin = typing.get_origin(hint)
-    if hint is bool or hint is int:
-        if isinstance(value, bool) is (hint is bool) and isinstance(value, int):
-            return value
-        raise UserError(f"{owner}.{key} must be {'true or false' if hint is bool else 'an integer'}, got {value!r}")
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        raise UserError(f"{owner}.{key} must be a finite number, got {value!r}")
-    if hint is str:
-        return value if isinstance(value, str) else str(value)
-    if origin is tuple and isinstance(value, list):
-        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
-    return value
 
 
 def override(config: Any, assignments: list[str] | tuple[str, ...]) -> Any:
@@ -63,7 +45,10 @@ def override(config: Any, assignments: list[str] | tuple[str, ...]) -> Any:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text
-        changes[key] = _coerce(value, hints.get(key), key, owner)
+        try:
+            changes[key] = coerce(value, hints.get(key), f"{owner}.{key}")
+        except ValueError as error:
+            raise UserError(str(error)) from None
     try:
         return dataclasses.replace(config, **changes)
     except (ValueError, TypeError) as error:

@@ -8,6 +8,10 @@ no torch; the implementation is imported when the plugin is built.
 Built-in declarations are imported lazily, on a registry's first lookup (``builtins`` module names), so
 ``import modbench.registry`` imports no plugin. Outside packages register through the entry-point group
 ``modbench.<kind>s`` or the ``MODBENCH_PLUGINS`` variable, without editing modbench.
+
+Plugin configs check their fields in ``__post_init__`` with :func:`check_int`, :func:`check_number` and
+:func:`check_flag` (every message starts with the field's name); :func:`coerce` and :func:`build_config` turn
+plain values (``--set`` JSON, TOML tables) into configs at the edge.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import math
 import os
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -74,10 +81,7 @@ class Registry(Generic[T]):
         self._load()
         if key in self._entries:
             return self._entries[key]
-        known = sorted(self._entries)
-        close = difflib.get_close_matches(key, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UnknownKeyError(f"unknown {self.kind} {key!r}{hint} (known: {', '.join(known)})")
+        raise UnknownKeyError(unknown(self.kind, key, self._entries))
 
     def keys(self) -> list[str]:
         self._load()
@@ -92,6 +96,14 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.keys())
+
+
+def unknown(kind: str, key: str, known: Iterable[str]) -> str:
+    """``unknown kind 'key'; did you mean 'closest'? (known: ...)``."""
+    names = sorted(known)
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {key!r}{hint} (known: {', '.join(names)})"
 
 
 def resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -146,8 +158,14 @@ def load_outside_plugins() -> None:
     for group in ENTRY_POINT_GROUPS:
         for entry_point in importlib.metadata.entry_points(group=group):
             _guarded(entry_point.value, entry_point.load)
-    for spec in filter(None, os.environ.get("MODBENCH_PLUGINS", "").split(os.pathsep)):
-        import_plugin(spec)
+    for spec in plugin_specs():
+        if not spec.endswith(".toml"):  # task files: read by the task registry after its own (tasks.catalog)
+            import_plugin(spec)
+
+
+def plugin_specs() -> list[str]:
+    """The entries of ``MODBENCH_PLUGINS``: module names, ``.py`` files and task files (``.toml``)."""
+    return [spec for spec in os.environ.get("MODBENCH_PLUGINS", "").split(os.pathsep) if spec]
 
 
 def _guarded(name: str, load: Callable[[], Any]) -> None:
@@ -186,3 +204,104 @@ def import_plugin(spec: str) -> None:
         if importlib.util.find_spec(spec.split(".")[0]) is None:
             raise UserError(f"plugin module not found: {spec}")
         _guarded(spec, lambda: importlib.import_module(spec))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Plugin configs: field checks for ``__post_init__`` and plain values -> configs (the edge)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(config: object, name: str, minimum: int, maximum: int | None = None) -> None:
+    """``config.<name>`` is an integer (not a bool) in ``minimum..maximum`` (no maximum when None)."""
+    value = getattr(config, name)
+    if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+
+
+def check_number(config: object, name: str, low: int | float | None = None, high: int | float | None = None, *,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    """``config.<name>`` is a finite real number (not a bool) within ``low``..``high`` (either may be None;
+    the ends are included unless ``*_open``)."""
+    value = getattr(config, name)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if ok:
+        return
+    if low is not None and high is not None:
+        wanted = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        wanted = f"a finite number {'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        wanted = f"a finite number {'<' if high_open else '<='} {high:g}"
+    else:
+        wanted = "a finite number"
+    raise ValueError(f"{name} must be {wanted}, got {value!r}")
+
+
+def check_flag(config: object, name: str) -> None:
+    if not isinstance(getattr(config, name), bool):
+        raise ValueError(f"{name} must be true or false, got {getattr(config, name)!r}")
+
+
+def coerce(value: Any, hint: Any, name: str) -> Any:
+    """A plain value (parsed JSON or TOML) as the annotation ``hint`` wants it: bool, int, float (finite),
+    str, ``X | None``, tuples (from lists, element by element; ``tuple[tuple[K, V], ...]`` also from a table)
+    and frozen configs (from tables, :func:`build_config`). A wrong type is a ``ValueError`` starting with
+    ``name``; ranges are the config's own ``__post_init__``'s."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool or hint is int:
+        if isinstance(value, bool) is (hint is bool) and isinstance(value, int):
+            return value
+        raise ValueError(f"{name} must be {'true or false' if hint is bool else 'an integer'}, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if hint is str:
+        return value if isinstance(value, str) else str(value)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if value is None and len(rest) < len(args):
+            return None
+        return coerce(value, rest[0], name) if len(rest) == 1 else value
+    if origin is tuple:
+        if isinstance(value, dict) and args[1:] == (Ellipsis,):
+            value = [list(item) for item in value.items()]
+        if not isinstance(value, list):
+            return value
+        kinds = [args[0]] * len(value) if args[1:] == (Ellipsis,) else list(args)
+        if len(kinds) != len(value):
+            raise ValueError(f"{name} must be a list of {len(kinds)} values, got {value!r}")
+        return tuple(coerce(v, kind, f"{name}[{i}]") for i, (v, kind) in enumerate(zip(value, kinds, strict=True)))
+    if isinstance(hint, type) and is_dataclass(hint) and isinstance(value, dict):
+        return build_config(hint, value, name)
+    return value
+
+
+def build_config(config_type: type, values: Mapping[str, Any], name: str) -> Any:
+    """``config_type(**values)`` from a table of plain values: unknown and missing fields refused, values
+    converted by :func:`coerce`, then the config's own ``__post_init__`` checks. Every error is a
+    ``ValueError`` naming the field as ``name.field``."""
+    init = {f.name: f for f in fields(config_type) if f.init}
+    for key in values:
+        if key not in init:
+            raise ValueError(f"{name}: {unknown('field', key, init)}")
+    for key, spec in init.items():
+        if key not in values and spec.default is MISSING and spec.default_factory is MISSING:
+            raise ValueError(f"{name}: missing field {key!r}")
+    hints = typing.get_type_hints(config_type)
+    converted = {key: coerce(value, hints.get(key), f"{name}.{key}") for key, value in values.items()}
+    try:
+        return config_type(**converted)
+    except (ValueError, TypeError) as error:
+        message = " ".join(str(error).split())
+        named = any(message.startswith(f"{key} ") for key in init)  # the house style: messages start with it
+        raise ValueError(f"{name}.{message}" if named else f"{name}: {message}") from None

@@ -16,6 +16,26 @@ from modbench.stats import summarize
 
 SPARSITY_DEFINITION = ("1 - active circuit edges / all edges; edge active when |w| >= {tau} * max|W| of its wire; "
                        "non-candidate neurons (inputs, outputs, residual) always inside, candidates when kept")
+EDGE_SPARSITY_DEFINITION = ("1 - active circuit edges / all edges of the edge graph; a weight edge (MLP, CNN) active "
+                            "when |w| >= {tau} * max|W| of its wire, a residual edge (transformer) always; inside "
+                            "when the circuit keeps it")
+
+
+def circuit_details(outcome: Any) -> dict[str, Any]:
+    """What the circuit is made of, and the consensus circuit itself: per site the kept candidates, or per edge
+    site the kept (receiver, sender) pairs (kept in most resamples for ACDC; chosen from the mean scores
+    otherwise)."""
+    if not outcome.circuit.keep:  # per-class discoverers report their own tables
+        return {}
+    if not outcome.edges:
+        return {"circuit_kind": "nodes", "node_circuit": {name: torch.nonzero(mask[0]).flatten().tolist()
+                                                          for name, mask in outcome.circuit.keep.items()}}
+    kept = {}
+    graph_sites = {site.name: site for site in outcome.model.edge_graph().sites}
+    for name, mask in outcome.circuit.keep.items():
+        flat = torch.nonzero(mask[0]).flatten().tolist()
+        kept[name] = [divmod(index, graph_sites[name].n_senders) for index in flat]
+    return {"circuit_kind": "edges", "edge_circuit": kept}
 
 
 def make_record(spec: ExperimentSpec, task: Any, data: Any, identity: RecordIdentity, training: dict[str, Any],
@@ -45,7 +65,7 @@ def make_record(spec: ExperimentSpec, task: Any, data: Any, identity: RecordIden
         failure=f"test accuracy {info['test_accuracy']:.4f} below the task's quality floor {floor}" if failed else "",
         faithfulness_metric=task.config.metric, metrics=outcome.metrics,
         sparsity_per_wire=outcome.sparsity_per_wire, circuit_size=outcome.circuit_size,
-        details=outcome.details | {"bsgc_clusterability_k4": modularity,
+        details=outcome.details | circuit_details(outcome) | {"bsgc_clusterability_k4": modularity,
                                    "contiguous_clusterability_k4": contiguous_clusterability(model),
                                    "training_last_eval": info["history"][-1] if info.get("history") else {}},
         test_accuracy=info["test_accuracy"], best_test_accuracy=info["best_test_accuracy"],
@@ -60,7 +80,8 @@ def make_record(spec: ExperimentSpec, task: Any, data: Any, identity: RecordIden
         discovery_cost_depends_on_weights=bool(DISCOVERERS.get(spec.discoverer).traits.get("cost_depends_on_weights",
                                                                                             True)),
         config=identity.config,
-        definitions={"sparsity": SPARSITY_DEFINITION.format(tau=spec.discovery.edge_threshold),
+        definitions={"sparsity": (EDGE_SPARSITY_DEFINITION if outcome.edges else SPARSITY_DEFINITION).format(
+                         tau=spec.discovery.edge_threshold),
                      "faithfulness": f"{task.config.metric} between the circuit's and the model's outputs on clean "
                                      f"inputs, non-circuit candidates {spec.discovery.intervention}-ablated",
                      "scoring": "circuit chosen on a resample of the discovery pairs, scored on a resample of "

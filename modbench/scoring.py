@@ -13,7 +13,7 @@ from torch import Tensor
 from modbench.discovery.base import Circuits, Discoverer, Selection
 from modbench.discovery.evaluate import evaluate_circuits
 from modbench.discovery.interventions import Replacement
-from modbench.discovery.sparsity import edge_sparsity
+from modbench.discovery.sparsity import edge_circuit_sparsity, node_circuit_sparsity
 from modbench.metrics import METRICS
 from modbench.models.base import ModelAdapter
 from modbench.models.pack import ModelPack
@@ -33,6 +33,7 @@ class Outcome:
     task: Any = None  # the task as built for the model (for its optional figures)
     n_pairs: int = 0  # contrastive pairs the resamples drew from (0 for per-class discoverers)
     packed_with: int = 1  # > 1: scored in a pack of that many models (discovery time is the pack's share)
+    edges: bool = False  # circuits of edges (edge sites) rather than of candidate nodes (sites)
 
 
 def split_pairs(n: int, holdout: float, seed: int) -> tuple[Int[Tensor, " d"], Int[Tensor, " h"]]:
@@ -76,18 +77,30 @@ def discover_and_score_pack(pack: ModelPack, task: Task, pairs: ContrastivePairs
     chosen_on = resample(discovery_part, cfg.boots, cfg.pairs_per_boot, generator).to(device)
     scored_on = resample(held_part, cfg.boots, cfg.pairs_per_boot, generator).to(device)
     facts: dict[str, bool] = {}  # Python values from inside the mapped calls
+    edges = getattr(discoverer, "candidates", "nodes") == "edges"
+    if edges and len(pack) > 1:
+        raise ValueError("edge discoverers score one model at a time")
+    cut_values = intervention.values(pack.models[0], pairs, edges=True) if edges else None
+    costs: list[dict[str, float]] = []
 
-    def mean_scores_of(model: ModelAdapter, chosen: ContrastivePairs) -> dict[str, Tensor]:
-        scores = discoverer.score(model, task, chosen)
+    def mean_scores_of(model: ModelAdapter, chosen: Tensor) -> dict[str, Tensor]:
+        if cut_values is None:
+            scores = discoverer.score(model, task, pairs.select(chosen))
+        else:  # what a cut edge carries, for these pairs
+            fed = {k: v[chosen] if cut_values.per_pair else v for k, v in cut_values.values.items()}
+            scores = discoverer.score(model, task, pairs.select(chosen), replacement=Replacement(fed,
+                                                                                                 cut_values.per_pair))
         facts["lower_is_better"] = scores.lower_is_better
+        costs.append(scores.costs)
         return scores.mean()
 
-    pack.map(mean_scores_of, pairs.select(chosen_on[0]))  # warm-up, so the first timing is no outlier
+    pack.map(mean_scores_of, chosen_on[0])  # warm-up, so the first timing is no outlier
     per_boot, times = [], []
+    costs.clear()
     for b in range(cfg.boots):
         _sync(device)
         start = time.perf_counter()
-        per_boot.append(pack.map(mean_scores_of, pairs.select(chosen_on[b])))
+        per_boot.append(pack.map(mean_scores_of, chosen_on[b]))
         _sync(device)
         times.append((time.perf_counter() - start) / len(pack))
     # (models, boots, candidates) per site
@@ -97,7 +110,7 @@ def discover_and_score_pack(pack: ModelPack, task: Task, pairs: ContrastivePairs
                 for p in range(len(pack))]
 
     def replacement_of(model: ModelAdapter) -> dict[str, Tensor]:
-        replacement = intervention.values(model, pairs)
+        replacement = intervention.values(model, pairs, edges=edges)
         facts["per_pair"] = replacement.per_pair
         return replacement.values
 
@@ -106,23 +119,27 @@ def discover_and_score_pack(pack: ModelPack, task: Task, pairs: ContrastivePairs
 
     def measure(model: ModelAdapter, keep: dict[str, Tensor], value: dict[str, Tensor]) -> dict[str, Tensor]:
         return evaluate_circuits(model, task, pairs, scored_on, Circuits(keep), Replacement(value, facts["per_pair"]),
-                                 metric)
+                                 metric, edges=edges)
 
     keeps = {site: torch.stack([circuit.keep[site] for circuit in circuits]) for site in circuits[0].keep}
     measured = pack.map(measure, each=(keeps, values))
+    for name in sorted({key for spent in costs for key in spent}):  # a pack's pass serves every model alike
+        measured[name] = torch.tensor([[spent.get(name, 0.0) for spent in costs]] * len(pack), dtype=torch.float64)
     return [_outcome(model, {key: value[p] for key, value in measured.items()}, circuits[p],
                      {site: value[p] for site, value in stacked.items()}, lower_is_better, times, task, selection,
-                     cfg, len(pack), len(pairs))
+                     cfg, len(pack), len(pairs), edges)
             for p, model in enumerate(pack.models)]
 
 
 def _outcome(model: ModelAdapter, measured: dict[str, Tensor], circuits: Circuits, stacked: dict[str, Tensor],
              lower_is_better: bool, times: list[float], task: Task, selection: Selection, cfg,  # noqa: ANN001
-             packed_with: int, n_pairs: int) -> Outcome:
+             packed_with: int, n_pairs: int, edges: bool = False) -> Outcome:
     """One model's outcome from its scores (``stacked``: boots x candidates per site) and measurements."""
     measured[task.config.metric] = measured.pop("faithfulness")
-    sparsity, per_wire = edge_sparsity(model, circuits, cfg.edge_threshold)
+    sparsity, per_wire, kept = (edge_circuit_sparsity if edges else node_circuit_sparsity)(model, circuits,
+                                                                                          cfg.edge_threshold)
     measured["sparsity"] = sparsity
+    measured["circuit_edges"] = kept
     measured["discovery_time_s"] = torch.tensor(times)
     mean_scores = {site: value.mean(0) for site, value in stacked.items()}
     consensus = selection.select({s: v[None] for s, v in mean_scores.items()}, lower_is_better)
@@ -131,6 +148,7 @@ def _outcome(model: ModelAdapter, measured: dict[str, Tensor], circuits: Circuit
         sparsity_per_wire={k: float(v.mean()) for k, v in per_wire.items()},
         circuit_size={k: float(v.float().mean()) for k, v in circuits.sizes().items()},
         circuit=consensus, mean_scores=mean_scores, model=model, n_pairs=n_pairs, packed_with=packed_with,
+        edges=edges,
     )
 
 

@@ -12,11 +12,11 @@ under $MODBENCH_HOME/models). The pairs: the first --pairs of the task's pairs (
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from scipy.stats import rankdata, spearmanr
+
+from benchlib import Arm, interleaved, machine, threads_arg  # scripts/ is on sys.path
 
 from modbench.discovery.base import CandidateScores, Selection
 from modbench.tasks.base import ContrastivePairs
@@ -78,7 +78,7 @@ def load_trained(method: str, task_key: str, seed: int, steps: int | None, devic
 
 
 def main() -> None:
-    from modbench.provenance import device_name, resolve_device
+    from modbench.provenance import resolve_device
     from modbench.registries import DISCOVERERS, SELECTIONS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="training seed (as modbench run --seed)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--pairs", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved turns (Timer; each arm's best)")
     parser.add_argument("--exact", default="activation_patching")
     parser.add_argument("--approx", default="attribution_patching")
     parser.add_argument("--device", default=None)
@@ -95,8 +95,7 @@ def main() -> None:
     parser.add_argument("--float64", action="store_true", help="score in float64: in float32, candidates with "
                         "near-zero effects (many, in a sparse model) are ranked by rounding noise on both sides")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = threads_arg(args.threads)
     device = resolve_device(args.device)
     spec, task, data, model, meta = load_trained(args.method, args.task, args.seed, args.steps, device)
     pairs = task.contrast(data, spec.discovery.pair_seed)
@@ -108,20 +107,16 @@ def main() -> None:
                                      pairs.corrupted_labels)
     selection = SELECTIONS.get(spec.discovery.selection).build(spec.selection_config)
     discoverers = {key: DISCOVERERS.get(key).build() for key in (args.exact, args.approx)}
-    scores = {key: d.score(model, task, pairs) for key, d in discoverers.items()}  # also a warm-up
-    times: dict[str, list[float]] = {key: [] for key in discoverers}
-    for _ in range(args.repeats):  # interleaved, so load drifts hit both alike
-        for key, discoverer in discoverers.items():
-            start = time.perf_counter()
-            discoverer.score(model, task, pairs)
-            times[key].append(time.perf_counter() - start)
-    seconds = {key: statistics.median(values) for key, values in times.items()}
+    scores = {key: d.score(model, task, pairs) for key, d in discoverers.items()}
+    # Timer synchronises CUDA around what it times; the arms take turns so load drifts hit both alike.
+    seconds = interleaved({key: Arm(lambda _, d=d: d.score(model, task, pairs)) for key, d in discoverers.items()},
+                          args.repeats, threads)
     print(f"{args.method} on {args.task}: {spec.model} ({meta['steps']} steps, test accuracy "
           f"{meta['training']['test_accuracy']:.4f}, {'cached' if meta['cached'] else 'trained now'}), "
           f"{len(pairs)} pairs, metric {task.config.metric}, selection {spec.discovery.selection} "
-          f"{spec.selection_config}; {'float64' if args.float64 else 'float32'}; device {device_name(device)}, "
-          f"{torch.get_num_threads()} thread(s)")
-    print(f"  time (median of {args.repeats}): {args.exact} {seconds[args.exact]:.4f} s, {args.approx} "
+          f"{spec.selection_config}; {'float64' if args.float64 else 'float32'}; data {data.source}")
+    print(f"  {machine(device, threads)}")
+    print(f"  time (best of {args.repeats} interleaved turns): {args.exact} {seconds[args.exact]:.4f} s, {args.approx} "
           f"{seconds[args.approx]:.4f} s (speed-up {seconds[args.exact] / seconds[args.approx]:.1f}x)")
     print("\n".join(format_agreement(agreement(scores[args.exact], scores[args.approx], selection))))
 

@@ -21,6 +21,7 @@ from modbench.experiment import ExperimentSpec, run_experiment
 from modbench.provenance import device_name, git_commit
 from modbench.registries import TASKS
 from modbench.results.record import ResultRecord
+from modbench.site import build_site
 from reproduction import reproduction_parser, set_up
 
 REGIMES = ("vanilla", "l1", "l1_local", "l1_swap", "bimt", "cluster")
@@ -48,6 +49,8 @@ def main() -> None:
         train_cfg = TASKS.get(TASK).config.train
         bsgc_rows[method] = clusterability_table(outcome.model, task, data, train_cfg, list(range(2, 9)), 50)
     write(rows, bsgc_rows, data.source, device, args, time.perf_counter() - start)
+    site = build_site(store, args.out / "site")  # every task of the results database, this one's rows included
+    print(f"wrote {site.index}")
 
 
 def _relative(unclustered: float, clustered: float) -> str:

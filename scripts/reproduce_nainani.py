@@ -1,6 +1,6 @@
 """Reproduce Nainani (2024) Table 3 on full MNIST through the sweep (the same runs as ``modbench sweep
-examples/sweeps/nainani_mnist.toml``): the five regimes x both tasks x the training seeds x the exact and the
-attribution patching discoverers, 50 x 500 bootstraps with circuits chosen on one half of the pairs and
+examples/sweeps/nainani_mnist.toml``): the five regimes x both tasks x the training seeds x four discoverers
+(exact and attribution patching of neurons; ACDC and EAP-IG on edges), 50 x 500 bootstraps with circuits chosen on one half of the pairs and
 scored on the other. Models are trained once (the two tasks share each model) and cached; rows already in
 the results database are reused. Writes leaderboards/mnist_<task>.md beside the published rows, with the
 ordering per seed.
@@ -29,10 +29,13 @@ from modbench.results.record import ResultRecord
 from modbench.results.store import ResultStore
 from modbench.sweeps import ExecutorOptions, Outcome, SweepSpec, execute, make_executor, pack_message, plan
 from modbench.viz.figures import sparsity_scatter
+from modbench.site import build_site
+from reproduction import edge_discovery_table
 
 REGIMES = ("bimt", "l1_local", "l1", "l1_swap", "vanilla")
 TASK_KEYS = ("circle_detection", "line_detection")
-DISCOVERERS = ("activation_patching", "attribution_patching")
+DISCOVERERS = ("activation_patching", "attribution_patching", "acdc", "eap_ig")
+EDGE_DISCOVERERS = ("acdc", "eap_ig")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -65,6 +68,8 @@ def main() -> None:
     for task_key in TASK_KEYS:
         records = [r for r in store.records(task_key) if r.config_hash in wanted]
         write_leaderboard(task_key, records, data.source, start, device, args, len(planned.todo))
+    site = build_site(store, args.out / "site")  # every task of the results database
+    print(f"wrote {site}")
 
 
 def packed(models: int, result: dict) -> None:
@@ -143,13 +148,19 @@ def write_leaderboard(task_key: str, records: list[ResultRecord], source: str, s
         "half; each resample's circuit (K = 15 neurons per hidden layer, chosen on a resample of the discovery "
         "half) is scored on a resample of the held-out half. Non-circuit neurons mean-ablated; sparsity edge "
         "threshold 0.01 x max|W| per layer. Discovery time is per resample and does not depend on the weights "
-        "(not starred).",
+        "(not starred). ACDC and EAP-IG score edges (every weight; a cut edge carries its sender's mean value): "
+        "ACDC with tau = 0.01 (logit difference), its circuit the edges it kept in most resamples' runs; EAP-IG with "
+        "5 steps, its circuit every edge whose score reaches 0.01. Their discovery time and forward passes are "
+        "starred: ACDC's cost depends on the weights.",
         f"- Training seeds: {seeds}" + (" (metric = mean over seeds, ± = 95 % t-interval over seeds)"
                                          if len(args.seeds) > 1 else " (± = 95 % bootstrap interval)") + ".",
         "",
     ]
     body = to_markdown(table, f"{task_key} leaderboard ({source})")
-    footer = ["### Sparsity per layer (wire)", "", layer_table(records), "",
+    footer = ["### Edge discovery across regimes (does modular training make discovery faster, circuits smaller?)", "",
+              edge_discovery_table(records, REGIMES, EDGE_DISCOVERERS, "logit_difference"), "",
+              "### Sparsity per layer (wire)", "", layer_table([r for r in records if r.discoverer not in
+                                                             EDGE_DISCOVERERS]), "",
               "### Ordering against the paper (canonical rows, mean over seeds)", "", "```json",
               json.dumps(verdict, indent=2), "```", "", "### Ordering per training seed", "",
               seed_orderings(records, task_key), "",

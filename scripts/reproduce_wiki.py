@@ -20,6 +20,7 @@ from modbench.methods.catalog import ClusterConfig
 from modbench.provenance import device_name, git_commit
 from modbench.registries import MODELS, TASKS
 from modbench.results.record import ResultRecord
+from modbench.site import build_site
 from reproduction import reproduction_parser, set_up
 
 TASK = "wiki_tokens"
@@ -45,6 +46,8 @@ def main() -> None:
             rows[method, layer] = store.append(record)
             print(f"{method:8s} {layer:18s} {({k: round(v['mean'], 4) for k, v in record.metrics.items()})}", flush=True)
     write(rows, data, device, args, time.perf_counter() - start)
+    site = build_site(store, args.out / "site")  # every task of the results database, this one's rows included
+    print(f"wrote {site.index}")
 
 
 def write(rows: dict[tuple[str, str], ResultRecord], data, device: torch.device, args: argparse.Namespace,

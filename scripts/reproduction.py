@@ -40,3 +40,33 @@ def set_up(args: argparse.Namespace) -> Setting:
         torch.set_num_threads(args.threads)
     return Setting(resolve_device(args.device), ResultStore(args.results or modbench_home() / "results.sqlite"),
                    time.perf_counter())
+
+
+def edge_discovery_table(records: list, regimes: tuple[str, ...], discoverers: tuple[str, ...], metric: str) -> str:
+    """Does modular training make edge discovery faster or its circuits smaller? Per regime and edge discoverer
+    (default configs, ok rows): the mean over training seeds (± t-interval over seeds when there are several) of
+    the edges kept, ACDC's edge tests (forward passes of the sequential algorithm), the batched passes run,
+    the discovery time per resample and the circuit's faithfulness."""
+    from modbench.results.leaderboard import cells
+
+    table = cells([r for r in records if r.discoverer in discoverers and r.variant == "default"])
+    columns = [("circuit_edges", "edges kept", "{:.1f}"), ("edge_tests", "edge tests", "{:.0f}"),
+               ("forward_passes", "forward passes", "{:.1f}"), ("discovery_time_s", "time / resample (s)", "{:.3f}"),
+               (metric, metric.replace("_", " "), "{:.4f}"), ("sparsity", "sparsity", "{:.4f}")]
+    lines = ["| discoverer | method | seeds | " + " | ".join(label for _, label, _ in columns) + " |",
+             "|" + "---|" * (3 + len(columns))]
+    for discoverer in discoverers:
+        for method in regimes:
+            rows = table[(table["discoverer"] == discoverer) & (table["method"] == method)]
+            if not len(rows):
+                continue
+            row = rows.iloc[0]
+            shown = []
+            for key, _, fmt in columns:
+                mean, ci = row.get(f"{key}_mean"), row.get(f"{key}_ci")
+                if mean is None or mean != mean:
+                    shown.append("")
+                else:
+                    shown.append(fmt.format(mean) + (f" ± {fmt.format(ci)}" if row["seeds"] > 1 and ci == ci else ""))
+            lines.append(f"| {discoverer} | {method} | {row['seeds']} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)

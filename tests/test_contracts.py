@@ -18,7 +18,9 @@ from modbench.registries import DISCOVERERS, METHODS, MODELS, PLUGIN_KINDS, SELE
 from modbench.tasks.base import ContrastivePairs
 
 CPU = torch.device("cpu")
-PAIR_DISCOVERERS = [k for k in DISCOVERERS.keys() if DISCOVERERS.get(k).traits.get("reads") != "classes"]
+# Discoverers of candidate nodes; edge discoverers have their own contracts (tests/test_acdc.py, test_edges.py).
+PAIR_DISCOVERERS = [k for k in DISCOVERERS.keys() if DISCOVERERS.get(k).traits.get("reads") != "classes"
+                    and DISCOVERERS.get(k).traits.get("candidates") != "edges"]
 # Approximations of activation patching (registered ``exact=False``) cannot equal the loop; their own tests
 # bound how close they come (tests/test_attribution_patching.py).
 EXACT_PAIR_DISCOVERERS = [k for k in PAIR_DISCOVERERS if DISCOVERERS.get(k).traits.get("exact", True)]

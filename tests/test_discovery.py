@@ -131,7 +131,8 @@ def test_discover_and_score_reports_every_metric_with_intervals():
     cfg = DiscoveryConfig(boots=5, pairs_per_boot=8)
     outcome = discover_and_score(model, TASK, tiny_pairs(20), ActivationPatching(ActivationPatchingConfig()),
                                  TopK(TopKConfig(3)), MeanAblation(NoConfig()), cfg, torch.device("cpu"))
-    assert set(outcome.metrics) == {"logit_difference", "circuit_accuracy", "sparsity", "discovery_time_s"}
+    assert set(outcome.metrics) == {"logit_difference", "circuit_accuracy", "sparsity", "circuit_edges",
+                                    "discovery_time_s"}
     for summary in outcome.metrics.values():
         assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
     assert all(int(mask.sum()) == 3 for mask in outcome.circuit.keep.values())

@@ -59,13 +59,13 @@ def test_a_debug_variant_never_replaces_the_canonical_row_nor_is_starred(tmp_pat
     mine = table[table["source"] == "ours"]
     assert list(zip(mine["method"], mine["variant"], strict=True)) == [
         ("vanilla", "default"), ("bimt", "default"), ("bimt", "steps=200")]
-    assert best_per_metric(table)["logit_difference"] == 5.0
+    assert best_per_metric(table)["activation_patching"]["logit_difference"] == 5.0
     assert (table["source"].str.startswith("published")).sum() == 5
     markdown = to_markdown(table, "t")
     assert "5.0000 ± 0.0100*" in markdown and "0.5000 ± 0.0100 " in markdown and "<table>" in to_html(table, "t")
 
 
-def test_another_discoverers_row_is_shown_beside_the_canonical_one_never_starred_nor_compared():
+def test_another_discoverers_rows_are_ranked_after_the_canonical_ones_with_stars_of_their_own_never_compared():
     records = [fake_record("vanilla", 5.0, 0.86), fake_record("bimt", 2.0, 0.97),
                fake_record("bimt", 0.1, 0.99, discoverer="attribution_patching"),
                fake_record("vanilla", 9.0, 0.80, discoverer="attribution_patching")]
@@ -74,8 +74,14 @@ def test_another_discoverers_row_is_shown_beside_the_canonical_one_never_starred
     assert list(zip(mine["method"], mine["discoverer"], strict=True)) == [
         ("bimt", "activation_patching"), ("vanilla", "activation_patching"), ("bimt", "attribution_patching"),
         ("vanilla", "attribution_patching")]
-    assert best_per_metric(table)["logit_difference"] == 2.0
-    assert "| ours | bimt | attribution_patching | default |" in to_markdown(table, "t")
+    best = best_per_metric(table)
+    assert best["activation_patching"]["logit_difference"] == 2.0
+    assert best["attribution_patching"]["logit_difference"] == 0.1
+    rows = {tuple(line.split(" | ")[1:3]): line for line in to_markdown(table, "t").splitlines()
+            if line.startswith("| ours")}
+    assert "| 2.0000 ± 0.0100* |" in rows["bimt", "activation_patching"]
+    assert "| 0.1000 ± 0.0100* |" in rows["bimt", "attribution_patching"]
+    assert "| 9.0000 ± 0.0100 |" in rows["vanilla", "attribution_patching"]
     ours = compare(records, "circle_detection")["table"].set_index("method")
     assert ours.loc["bimt", "logit_difference_ours"] == 2.0 and ours.loc["vanilla", "logit_difference_ours"] == 5.0
 
@@ -95,15 +101,15 @@ def test_failed_models_are_listed_apart_and_never_ranked():
     table = leaderboard(records, "circle_detection")
     mine = table[table["source"] == "ours"]
     assert list(mine["method"]) == ["vanilla", "l1"] and list(mine["status"]) == ["ok", "failed"]
-    assert best_per_metric(table)["logit_difference"] == 5.0
+    assert best_per_metric(table)["activation_patching"]["logit_difference"] == 5.0
     assert "failed: below the floor" in to_markdown(table, "t")
 
 
 def test_discovery_time_is_starred_only_when_the_cost_depends_on_the_weights():
     fixed = leaderboard([fake_record("a", 1.0, 0.9), fake_record("b", 2.0, 0.9)], "circle_detection")
-    assert "discovery_time_s" not in best_per_metric(fixed)
+    assert "discovery_time_s" not in best_per_metric(fixed)["activation_patching"]
     varying = leaderboard([fake_record("a", 1.0, 0.9, cost_depends=True)], "circle_detection")
-    assert "discovery_time_s" in best_per_metric(varying)
+    assert "discovery_time_s" in best_per_metric(varying)["activation_patching"]
 
 
 def test_a_discovery_time_shared_by_a_pack_is_marked_amortised_with_its_note():
@@ -122,7 +128,45 @@ def test_a_discovery_time_shared_by_a_pack_is_marked_amortised_with_its_note():
     quick = dataclasses.replace(fake_record("b", 2.0, 0.9, cost_depends=True), costs={"discovery_packed_with": 5})
     quick.metrics["discovery_time_s"]["mean"] = 0.01
     table = leaderboard([slow, quick], "circle_detection")
-    assert best_per_metric(table)["discovery_time_s"] == 0.1
+    assert best_per_metric(table)["activation_patching"]["discovery_time_s"] == 0.1
+
+
+def edge_record(method: str, logit: float, edges: float, forwards: float, **kwargs) -> ResultRecord:
+    """An edge discoverer's row (ACDC-like): circuit edges and what finding them cost, per resample."""
+    record = fake_record(method, logit, 0.9, discoverer="acdc", cost_depends=True, **kwargs)
+    for name, value in (("circuit_edges", edges), ("forward_passes", forwards), ("edge_tests", forwards * 2)):
+        record.metrics[name] = {"mean": value, "ci_low": value - 1, "ci_high": value + 1, "ci": 1.0}
+    return record
+
+
+def test_edge_discoverers_counts_follow_sparsity_and_their_costs_are_starred_per_discoverer():
+    import dataclasses
+
+    records = [fake_record("vanilla", 5.0, 0.86), fake_record("bimt", 2.0, 0.97),
+               edge_record("vanilla", 6.0, 900.0, 4000.0), edge_record("bimt", 3.0, 120.0, 700.0),
+               edge_record("l1", 1.0, 50.0, 300.0, variant="tau=0.1"),  # a variant: ranked last, never starred
+               dataclasses.replace(edge_record("l1", 4.0, 80.0, 100.0), costs={"discovery_packed_with": 3})]
+    table = leaderboard(records, "circle_detection")
+    mine = table[table["source"] == "ours"]
+    assert list(zip(mine["method"], mine["discoverer"], mine["variant"], strict=True)) == [
+        ("bimt", "activation_patching", "default"), ("vanilla", "activation_patching", "default"),
+        ("bimt", "acdc", "default"), ("l1", "acdc", "default"), ("vanilla", "acdc", "default"),
+        ("l1", "acdc", "tau=0.1")]
+    headers = to_markdown(table, "t").splitlines()[2].split(" | ")
+    assert headers[headers.index("circuit sparsity") + 1: headers.index("circuit sparsity") + 4] == [
+        "edges in circuit", "forward passes", "edge tests"]
+    best = best_per_metric(table)
+    assert best["activation_patching"]["logit_difference"] == 2.0 and "forward_passes" not in best[
+        "activation_patching"]  # patching costs the same for every model: no star
+    # ACDC's own stars: its default rows only; the packed row's cost is a share of one pass, never starred
+    assert best["acdc"] == pytest.approx({"logit_difference": 3.0, "sparsity": 0.9, "circuit_edges": 80.0,
+                                          "forward_passes": 700.0, "edge_tests": 1400.0, "discovery_time_s": 0.1,
+                                          "circuit_accuracy": 0.9})
+    rows = {tuple(line.split(" | ")[1:4]): line for line in to_markdown(table, "t").splitlines()
+            if line.startswith("| ours")}
+    assert "| 700.0 ± 1.0* |" in rows["bimt", "acdc", "default"]
+    assert "| 100.0 ± 1.0 |" in rows["l1", "acdc", "default"] and "| 80.0 ± 1.0* |" in rows["l1", "acdc", "default"]
+    assert "*" not in rows["l1", "acdc", "tau=0.1"]
 
 
 def test_compare_reports_orderings_against_the_paper():

@@ -192,6 +192,10 @@ GOOD = 'methods = ["l1"]\ntasks = ["toy_mlp"]\n'
         (GOOD + '[method_overrides.l1]\nlam = "big"', "lam must be a finite number"),
         (GOOD + "[method_overrides.l1]\nlam = nan", "lam must be finite"),
         (GOOD + "[method_overrides.l1]\nswap_every = 1.5", "swap_every must be an integer"),
+        (GOOD.replace('"l1"', '"bimt"') + "[method_overrides.bimt]\nswap_every = 0",
+         "method_overrides.bimt: invalid SwapConfig: swap_every must be an integer >= 1, got 0"),
+        (GOOD + "[method_overrides.l1]\nlayer_separation = 0.0", "layer_separation must be a finite number > 0"),
+        (GOOD + "[discoverer_overrides.activation_patching]\nmax_rows = 0", "max_rows must be an integer >= 1"),
         (GOOD + "[discoverer_overrides.ecs]\nthreshold = 1", "'ecs' is not a discoverer of this sweep"),
     ],
 )

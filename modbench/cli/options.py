@@ -46,3 +46,15 @@ def check_seed(name: str, value: int) -> None:
 def check_steps(steps: int | None) -> None:
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
+
+
+COMPILE_HELP = ("compiled training steps (torch.compile; CUDA graphs on CUDA): the eager results, less launch "
+                "overhead on a GPU [env MODBENCH_COMPILE=1]")
+
+
+def request_compile(flag: bool) -> None:
+    """``--compile``: a runtime switch for this process's trainings, never part of a config or cache key."""
+    if flag:
+        from modbench.training.trainer import COMPILE_ENV
+
+        os.environ[COMPILE_ENV] = "1"

@@ -7,7 +7,9 @@ from pathlib import Path
 import typer
 
 from modbench.cli.app import app
-from modbench.cli.options import check_data_dir, check_seed, check_steps, check_writable_dir, check_writable_file, results_path
+from modbench.cli.leaderboard import COLUMNS_HELP, WIDE_HELP
+from modbench.cli.options import (COMPILE_HELP, check_data_dir, check_seed, check_steps, check_writable_dir,
+                                  check_writable_file, request_compile, results_path)
 from modbench.paths import modbench_home
 
 
@@ -35,8 +37,12 @@ def run(
     discoverer_set: list[str] = typer.Option([], "--discoverer-set", help="override a discoverer config field, "
                                                                         "KEY=VALUE (e.g. clusters=contiguous)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    wide: bool = typer.Option(False, "--wide", help=WIDE_HELP),
+    columns: str | None = typer.Option(None, "--columns", help=COLUMNS_HELP),
+    compile_: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
 ) -> None:
     """Train (or load) a model, discover its circuit with bootstrap CIs, record and show the row."""
+    from modbench.cli.render import column_choice
     from modbench.experiment import experiment_spec
     from modbench.pipeline import override
     from modbench.registries import DISCOVERERS, METHODS, TASKS
@@ -44,6 +50,7 @@ def run(
     for name, value in (("seed", seed), ("pair-seed", pair_seed), ("boot-seed", boot_seed)):
         check_seed(name, value)
     check_steps(steps)
+    choice = column_choice(wide, columns)
     found = discoverer or TASKS.get(task).config.discoverer
     spec = experiment_spec(task, method, override(METHODS.get(method).config, set_), found,
                            override(DISCOVERERS.get(found).config, discoverer_set), model=model, seed=seed,
@@ -62,12 +69,13 @@ def run(
     from modbench.viz.figures import connectivity_graph, ecs_bars, on_off_heatmaps, sparsity_scatter
     from modbench.viz.weights import weight_heatmaps
 
+    request_compile(compile_)
     record, outcome = run_experiment(spec, resolve_device(device), data_dir, show_progress=not quiet)
     store = ResultStore(store_path)
     record = store.append(record)
     table = leaderboard([record], task)
     table = table[(table["source"] == "ours") | (table["method"] == method)]
-    print_table(table, f"{task}: this run beside its published counterpart")
+    print_table(table, f"{task}: this run beside its published counterpart", choice)
     stem = f"{task}-{method}-{record.dataset}-{record.config_hash}"
     label = f"{method} on {task} ({record.variant})"
     if "needs_clusters" in record.details:

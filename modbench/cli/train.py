@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from modbench.cli.app import app
-from modbench.cli.options import check_data_dir, check_seed, check_steps
+from modbench.cli.options import COMPILE_HELP, check_data_dir, check_seed, check_steps, request_compile
 
 
 def load_or_train(method: str, task: str, model: str | None, steps: int | None, seed: int, device: str | None,
@@ -51,6 +51,7 @@ def _summary(spec, record, source: str) -> dict:  # noqa: ANN001
         "best_test_accuracy": training["best_test_accuracy"], "best_step": training["best_step"],
         "train_time_s": round(training["train_time_s"], 2), "packed_with": training.get("packed_with", 1),
         "peak_train_memory_mb": round(training["peak_memory_bytes"] / 2**20, 3),
+        "compiled_step": training.get("compiled_step", False),
         "cached": record["cached"], "config_hash": spec.hash, "checkpoint": record["checkpoint_path"],
     }
 
@@ -68,6 +69,7 @@ def train(
     data_dir: Path | None = typer.Option(None, help="folder holding the task's data [env MODBENCH_DATA_DIR]"),
     set_: list[str] = typer.Option([], "--set", help="override a method config field, KEY=VALUE"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    compile_: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
 ) -> None:
     """Train models under modularity regimes (every --method x --seed; several are packed); a config already
     trained is loaded from cache, never retrained. Prints one JSON summary, or a list of them."""
@@ -77,6 +79,7 @@ def train(
     from modbench.pipeline import trained_models
     from modbench.provenance import resolve_device
 
+    request_compile(compile_)
     results = trained_models(specs, task_impl, data, resolve_device(device), show_progress=not quiet, pack=pack)
     if len(specs) == 1 and isinstance(results[0], TrainingFailed):
         raise results[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -11,18 +11,22 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from modbench.models.base import Site
+from modbench.models.edges import EdgeSite
 from modbench.tasks.base import ContrastivePairs, Task
 
 
 @dataclass(frozen=True)
 class CandidateScores:
-    """Per-pair scores of every candidate of every site: ``scores[site]`` is (pairs, candidates).
+    """Per-pair scores of every candidate of every site: ``scores[site]`` is (pairs, candidates), or (1,
+    candidates) when a discoverer scores the pairs together (edge discoverers).
 
-    Aggregation over pairs is the mean; ``lower_is_better`` says which end is the circuit.
+    Aggregation over pairs is the mean; ``lower_is_better`` says which end is the circuit. ``costs``: what
+    the discovery spent (``forward_passes``, ``backward_passes``, ``edge_tests``), reported per resample.
     """
 
     scores: dict[str, Float[Tensor, "pairs candidates"]]
     lower_is_better: bool
+    costs: dict[str, float] = field(default_factory=dict)
 
     def mean(self) -> dict[str, Float[Tensor, " candidates"]]:
         return {site: value.mean(0) for site, value in self.scores.items()}
@@ -53,7 +57,10 @@ class Discoverer(Protocol):
     inside; default False; the model's forward and hooks, the task's read-out, the metric, the intervention and
     circuit scoring then run under ``torch.vmap`` too, with P times the memory of one model; a pack that
     cannot run so is scored one model at a time, with a warning), ``reads="classes"`` for per-class
-    discoverers that ``analyse`` a model instead."""
+    discoverers that ``analyse`` a model instead, ``candidates="edges"`` for edge discoverers (ACDC, EAP,
+    EAP-IG, exact edge patching: their candidates are the edges of ``model.edge_graph()``, their ``score``
+    takes ``replacement=``, the intervention's values for cut edges, and their circuits are scored by cutting
+    edges), ``selection``/``selection_config`` for a discoverer's own default selection (ACDC: its decisions)."""
 
     config: Any
 
@@ -64,7 +71,7 @@ class Discoverer(Protocol):
 class Selection(Protocol):
     config: Any
 
-    def check(self, sites: tuple[Site, ...]) -> None:
+    def check(self, sites: tuple[Site | EdgeSite, ...]) -> None:
         """Raise ``UserError`` when the selection cannot apply to these sites (called before training)."""
 
     def select(self, scores: dict[str, Float[Tensor, "circuits candidates"]], lower_is_better: bool) -> Circuits: ...

@@ -6,16 +6,10 @@ says what replaces the activations of candidates left out of a circuit.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from modbench.registries import register_discoverer, register_intervention, register_selection
-
-
-def _positive_int(owner: object, name: str) -> None:
-    value = getattr(owner, name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+from modbench.registry import check_int, check_number
 
 
 @dataclass(frozen=True)
@@ -23,7 +17,7 @@ class ActivationPatchingConfig:
     max_rows: int = 1 << 16  # patched rows per batched forward pass; bounds memory
 
     def __post_init__(self) -> None:
-        _positive_int(self, "max_rows")
+        check_int(self, "max_rows", 1)
 
 
 @dataclass(frozen=True)
@@ -31,7 +25,7 @@ class TopKConfig:
     k: int = 15  # candidates kept per site (Nainani's K; see README for why 15)
 
     def __post_init__(self) -> None:
-        _positive_int(self, "k")
+        check_int(self, "k", 1)
 
 
 @dataclass(frozen=True)
@@ -39,8 +33,7 @@ class TopFractionConfig:
     fraction: float = 0.1  # share of all candidates kept, ranked across sites
 
     def __post_init__(self) -> None:
-        if not 0 < self.fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        check_number(self, "fraction", 0, 1, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -48,8 +41,7 @@ class ThresholdConfig:
     value: float = 0.1  # keep candidates scoring at or beyond it (below it when lower is better)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.value, int | float) or self.value != self.value:
-            raise ValueError(f"value must be a number, got {self.value!r}")
+        check_number(self, "value")
 
 
 @dataclass(frozen=True)
@@ -68,15 +60,10 @@ class ECSConfig:
     max_images: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.threshold, int | float) or isinstance(self.threshold, bool) \
-                or not math.isfinite(self.threshold):
-            raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
-        for name in ("block", "max_images"):
-            value = getattr(self, name)
-            if value is None and name == "max_images":
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_number(self, "threshold")
+        check_int(self, "block", 1)
+        if self.max_images is not None:
+            check_int(self, "max_images", 1)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -119,12 +106,17 @@ class OnOffConfig:
     max_classes: int = 32  # per-class tables beyond this many classes (next tokens) would be unreadable
 
     def __post_init__(self) -> None:
-        _positive_int(self, "max_classes")
-        if not isinstance(self.k, int) or not 2 <= self.k <= 8:
-            raise ValueError(f"k must be an integer in 2..8 (all 2^k cluster subsets are run), got {self.k!r}")
+        check_int(self, "max_classes", 1)
+        try:
+            check_int(self, "k", 2, 8)
+        except ValueError as error:
+            raise ValueError(f"{error} (all 2^k cluster subsets are run)") from None
         if self.clusters not in ("bsgc", "contiguous"):
             raise ValueError(f"clusters must be 'bsgc' or 'contiguous', got {self.clusters!r}")
-        _positive_int(self, "max_images")
+        if not isinstance(self.wire, str):
+            raise ValueError(f"wire must be a wire name (or empty), got {self.wire!r}")
+        check_int(self, "max_images", 1)
+        check_int(self, "seed", 0)
 
 
 register_discoverer("on_off", OnOffConfig(), "ON/OFF cluster interventions (Golechha 2025): class-wise accuracy "
@@ -137,7 +129,7 @@ class AttributionPatchingConfig:
     max_rows: int = 4096  # pairs per forward/backward pass; bounds the memory of the autograd graph
 
     def __post_init__(self) -> None:
-        _positive_int(self, "max_rows")
+        check_int(self, "max_rows", 1)
 
 
 register_discoverer("attribution_patching", AttributionPatchingConfig(),

@@ -3,7 +3,8 @@ intervention, on many resamples at once.
 
 *Faithfulness* (the task's metric, e.g. Nainani's logit difference ||L_circuit(x_clean) - L_model(x_clean)||_2)
 is measured on the clean input of each pair; *circuit accuracy* on the clean and the corrupted input of each
-pair (Nainani's "3/8 set"). Every resample's circuit is scored in the same batched forward passes.
+pair (Nainani's "3/8 set"). Every resample's circuit is scored in the same batched forward passes. A circuit of
+edges cuts each left-out edge alone (its sender's value replaced on that edge only; ``discovery.edges``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from modbench.discovery.base import Circuits, keep_or_replace
+from modbench.discovery.edges import edge_forward, flat_keep
 from modbench.discovery.interventions import Replacement
 from modbench.discovery.metric_fns import correct
 from modbench.models.base import ModelAdapter
@@ -31,6 +33,16 @@ def run_circuits(model: ModelAdapter, inputs: Tensor, keep: dict[str, Tensor], v
 
 
 @torch.no_grad()
+def run_edge_circuits(model: ModelAdapter, inputs: Tensor, keep: dict[str, Tensor], values: dict[str, Tensor]
+                      ) -> Tensor:
+    """Forward ``inputs`` (circuits, rows, *input) with circuit c's edges ``keep[site][c]`` (flat) kept and the
+    others cut (fed ``values``: global, or (circuits, rows, ...) per pair)."""
+    graph = model.edge_graph()
+    output, _ = edge_forward(model, graph, inputs, flat_keep(graph, keep), values)
+    return output
+
+
+@torch.no_grad()
 def evaluate_circuits(
     model: ModelAdapter,
     task: Task,
@@ -40,20 +52,30 @@ def evaluate_circuits(
     replacement: Replacement,
     metric: Callable[..., Tensor],
     max_rows: int = 1 << 16,
+    edges: bool = False,
 ) -> dict[str, Float[Tensor, " boots"]]:
-    """Per resample b: mean faithfulness and circuit accuracy over the pairs ``index[b]``, circuit ``b``."""
+    """Per resample b: mean faithfulness and circuit accuracy over the pairs ``index[b]``, circuit ``b`` (of
+    candidate nodes, or of edges with ``edges``: each edge cut alone, ``run_edge_circuits``)."""
     boots, m = index.shape
     full = model(pairs.clean)
-    per_chunk = max(1, max_rows // (2 * m))
+    # An edge pass holds every group's value per row: fewer resamples per pass.
+    per_chunk = max(1, max_rows // (2 * m) // (8 if edges else 1))
     faithfulness, accuracies = [], []
     for start in range(0, boots, per_chunk):
-        chunk = index[start : start + per_chunk].reshape(-1)
-        both = torch.cat([chunk, chunk])
-        b = len(chunk) // m
-        keep = {name: mask[start : start + per_chunk].repeat_interleave(m, 0).repeat(2, 1)
-                for name, mask in circuits.keep.items()}
-        values = {name: value[both] if replacement.per_pair else value for name, value in replacement.values.items()}
-        out = run_circuits(model, torch.cat([pairs.clean[chunk], pairs.corrupted[chunk]]), keep, values)
+        rows = index[start : start + per_chunk]
+        chunk = rows.reshape(-1)
+        b = len(rows)
+        masks = {name: mask[start : start + per_chunk] for name, mask in circuits.keep.items()}
+        if edges:
+            both = torch.cat([rows, rows], 1)  # (b, 2m): circuit c's clean then corrupted inputs
+            values = {name: value[both] if replacement.per_pair else value for name, value in replacement.values.items()}
+            out = run_edge_circuits(model, torch.cat([pairs.clean[rows], pairs.corrupted[rows]], 1), masks, values)
+            out = out.view(b, 2, m, *out.shape[2:]).transpose(0, 1).reshape(2 * b * m, *out.shape[2:])
+        else:
+            both = torch.cat([chunk, chunk])
+            keep = {name: mask.repeat_interleave(m, 0).repeat(2, 1) for name, mask in masks.items()}
+            values = {name: value[both] if replacement.per_pair else value for name, value in replacement.values.items()}
+            out = run_circuits(model, torch.cat([pairs.clean[chunk], pairs.corrupted[chunk]]), keep, values)
         logits = task.readout(out)
         clean_rows = logits[: len(logits) // 2]
         labels = task.targets(torch.cat([pairs.clean_labels[chunk], pairs.corrupted_labels[chunk]]))

@@ -10,20 +10,22 @@ from modbench.discovery.base import Circuits
 from modbench.discovery.catalog import ThresholdConfig, TopFractionConfig, TopKConfig
 from modbench.errors import UserError
 from modbench.models.base import Site
+from modbench.models.edges import EdgeSite
 
 
 class SelectionBase:
     def __init__(self, config: object) -> None:
         self.config = config
 
-    def check(self, sites: tuple[Site, ...]) -> None:
-        """Raise ``UserError`` when the selection cannot apply to these sites (called before training)."""
+    def check(self, sites: tuple[Site | EdgeSite, ...]) -> None:
+        """Raise ``UserError`` when the selection cannot apply to these sites (of nodes or of edges; called before
+        training)."""
 
 
 class TopK(SelectionBase):
     config: TopKConfig
 
-    def check(self, sites: tuple[Site, ...]) -> None:
+    def check(self, sites: tuple[Site | EdgeSite, ...]) -> None:
         """Before any training: K must fit every site (never clipped silently)."""
         for site in sites:
             if self.config.k > site.size:

@@ -25,7 +25,16 @@ from modbench.models.base import ModelAdapter
 def edge_sparsity(
     model: ModelAdapter, circuits: Circuits, threshold: float = 0.01
 ) -> tuple[Float[Tensor, " circuits"], dict[str, Float[Tensor, " circuits"]]]:
-    """(whole-network sparsity, per-wire sparsity) of every circuit in ``circuits``."""
+    """(whole-network sparsity, per-wire sparsity) of every circuit in ``circuits`` (of nodes)."""
+    sparsity, per_wire, _ = node_circuit_sparsity(model, circuits, threshold)
+    return sparsity, per_wire
+
+
+@torch.no_grad()
+def node_circuit_sparsity(
+    model: ModelAdapter, circuits: Circuits, threshold: float = 0.01
+) -> tuple[Float[Tensor, " circuits"], dict[str, Float[Tensor, " circuits"]], Float[Tensor, " circuits"]]:
+    """(whole-network sparsity, per-wire sparsity, active edges inside) of circuits of nodes."""
     wiring = model.wiring()
     n = len(circuits)
     device = next(iter(circuits.keep.values())).device
@@ -44,4 +53,27 @@ def edge_sparsity(
         per_wire[wire.name] = 1 - inside / magnitude.numel()
         inside_total += inside
         edges_total += magnitude.numel()
-    return 1 - inside_total / edges_total, per_wire
+    return 1 - inside_total / edges_total, per_wire, inside_total
+
+
+@torch.no_grad()
+def edge_circuit_sparsity(
+    model: ModelAdapter, circuits: Circuits, threshold: float = 0.01
+) -> tuple[Float[Tensor, " circuits"], dict[str, Float[Tensor, " circuits"]], Float[Tensor, " circuits"]]:
+    """The same for circuits of edges: an edge site that is a wire (MLP, CNN) counts its edges as above (active
+    when |w| >= threshold * max|W|, inside when kept); a residual edge site (transformer) counts every edge."""
+    wires = {wire.name: wire for wire in model.wiring().wires}
+    sites = {site.name: site for site in model.edge_graph().sites}
+    inside_total, edges_total, per_site = 0.0, 0, {}
+    for name, keep in circuits.keep.items():
+        site = sites[name]
+        if site.wire is not None:
+            magnitude = wires[site.wire].matrix()
+            active = (magnitude >= threshold * magnitude.max()).flatten()
+        else:
+            active = torch.ones(site.size, dtype=torch.bool, device=keep.device)
+        inside = (keep & active).sum(-1).to(torch.float32)
+        per_site[name] = 1 - inside / site.size
+        inside_total = inside_total + inside
+        edges_total += site.size
+    return 1 - inside_total / edges_total, per_site, inside_total

@@ -8,10 +8,10 @@ Defaults are the authors' MNIST code (``mnist_3.5.ipynb``), not the paper text.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from modbench.registries import register_method
+from modbench.registry import check_flag, check_int, check_number
 
 # lambda multipliers as (fraction of training at which it starts, multiplier of ``lam``).
 SCHEDULES: dict[str, tuple[tuple[float, float], ...]] = {
@@ -22,15 +22,12 @@ SCHEDULES: dict[str, tuple[tuple[float, float], ...]] = {
 SWAP_PERIOD = 500  # mnist_3.5.ipynb: relocate() every 500 steps
 
 
-def check_finite_nonnegative(config: object, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
 @dataclass(frozen=True)
 class LocalCostConfig:
+    """``layer_separation`` y* is every weight's cost beyond its distance term (all of it under plain L1), so
+    it must be > 0. The regimes without swaps keep ``swap_every`` = 0 (never); those that swap use
+    :class:`SwapConfig`."""
+
     lam: float = 0.01
     schedule: str = "code"
     weight_factor: float = 2.0  # A in the training loss (0 = plain L1)
@@ -42,20 +39,15 @@ class LocalCostConfig:
     permute_optimizer_state: bool = False  # the authors' code leaves Adam moments in place
 
     def __post_init__(self) -> None:
-        check_finite_nonnegative(self, "lam", "weight_factor", "layer_separation", "swap_weight_factor")
+        for name in ("lam", "weight_factor", "swap_weight_factor"):
+            check_number(self, name, 0)
+        check_number(self, "layer_separation", 0, low_open=True)
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
-        for name in ("swap_every", "swap_top_k"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
-        if self.swap_every < 0:
-            raise ValueError(f"swap_every must be >= 0, got {self.swap_every}")
-        if self.swap_top_k < 1:
-            raise ValueError(f"swap_top_k must be >= 1, got {self.swap_top_k}")
-        for name in ("penalize_last_distance", "permute_optimizer_state"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+            raise ValueError(f"schedule: unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
+        check_int(self, "swap_every", 0)
+        check_int(self, "swap_top_k", 1)
+        check_flag(self, "penalize_last_distance")
+        check_flag(self, "permute_optimizer_state")
 
     def lam_at(self, step: int, total_steps: int) -> float:
         multiplier = 0.0
@@ -65,13 +57,29 @@ class LocalCostConfig:
         return self.lam * multiplier
 
 
+@dataclass(frozen=True)
+class SwapConfig(LocalCostConfig):
+    """The regimes that swap (l1_swap, bimt): ``swap_every`` is an interval of steps, >= 1. Never swapping is
+    another regime (l1, l1_local), chosen by its name, so that no row is labelled with a regime it did not
+    train under. Same fields as :class:`LocalCostConfig`, so the same config hashes."""
+
+    swap_every: int = SWAP_PERIOD
+
+    def __post_init__(self) -> None:
+        try:
+            check_int(self, "swap_every", 1)
+        except ValueError as error:
+            raise ValueError(f"{error} (a regime that swaps; never swapping is l1 or l1_local)") from None
+        super().__post_init__()
+
+
 LOCAL_COST = "modbench.methods.local_cost:LocalCostMethod"
 PRESETS = {
     "vanilla": (LocalCostConfig(lam=0.0), "no regularisation (Nainani's FullyDense)"),
     "l1": (LocalCostConfig(weight_factor=0.0), "L1 on weights and biases, lambda schedule as BIMT"),
     "l1_local": (LocalCostConfig(), "distance-weighted L1 (BIMT's local cost), no swaps"),
-    "l1_swap": (LocalCostConfig(weight_factor=0.0, swap_every=SWAP_PERIOD), "L1 plus BIMT swaps"),
-    "bimt": (LocalCostConfig(swap_every=SWAP_PERIOD), "brain-inspired modular training: local L1 + swaps"),
+    "l1_swap": (SwapConfig(weight_factor=0.0), "L1 plus BIMT swaps"),
+    "bimt": (SwapConfig(), "brain-inspired modular training: local L1 + swaps"),
 }
 for _key, (_config, _summary) in PRESETS.items():
     register_method(_key, _config, _summary, factory=LOCAL_COST)
@@ -90,12 +98,10 @@ class ClusterConfig:
     wires: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        check_finite_nonnegative(self, "lam")
-        for name in ("k", "warmup_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (2 if name == "k" else 0):
-                raise ValueError(f"{name} must be an integer >= {2 if name == 'k' else 0}, got {value!r}")
-        if not all(isinstance(w, str) for w in self.wires):
+        check_number(self, "lam", 0)
+        check_int(self, "k", 2)
+        check_int(self, "warmup_steps", 0)
+        if not isinstance(self.wires, tuple) or not all(isinstance(w, str) for w in self.wires):
             raise ValueError(f"wires must be wire names, got {self.wires!r}")
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modbench.registries import register_model
+from modbench.registry import check_flag, check_int
 
 ACTIVATIONS = ("silu", "relu", "gelu", "tanh")
-
-
-def check_sizes(*sizes: object) -> None:
-    if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in sizes):
-        raise ValueError(f"sizes must be positive integers, got {sizes}")
 TRANSFORMER_ACTIVATIONS = ("relu", "gelu", "silu")  # what TransformerLens offers
+
+
+def check_widths(config: object, name: str) -> None:
+    """``config.<name>`` is a tuple of layer widths, each an integer >= 1."""
+    widths = getattr(config, name)
+    if not isinstance(widths, tuple) or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in widths):
+        raise ValueError(f"{name} must be integers >= 1, got {widths!r}")
 
 
 @dataclass(frozen=True)
@@ -22,11 +25,12 @@ class MLPConfig:
     bias: bool = True
 
     def __post_init__(self) -> None:
+        check_widths(self, "widths")
         if len(self.widths) < 3:
-            raise ValueError("an MLP needs an input, at least one hidden layer and an output")
-        check_sizes(*self.widths)
+            raise ValueError("widths must hold an input, at least one hidden layer and an output")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        check_flag(self, "bias")
 
     @property
     def n_hidden(self) -> int:
@@ -47,13 +51,18 @@ class CNNConfig:
     bias: bool = False
 
     def __post_init__(self) -> None:
-        check_sizes(self.in_channels, self.image_size, self.channels, self.kernel, self.n_classes, *self.hidden)
-        if self.kernel % 2 == 0 or self.image_size % 2:
-            raise ValueError("kernel must be odd (same padding) and image_size even (2x2 pooling)")
+        for name in ("in_channels", "image_size", "channels", "kernel", "n_classes"):
+            check_int(self, name, 1)
+        check_widths(self, "hidden")
+        if self.kernel % 2 == 0:
+            raise ValueError(f"kernel must be odd (same padding), got {self.kernel}")
+        if self.image_size % 2:
+            raise ValueError(f"image_size must be even (2x2 pooling), got {self.image_size}")
         if not self.hidden:
-            raise ValueError("the head needs at least one hidden layer")
+            raise ValueError("hidden must hold at least one layer (the head's)")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        check_flag(self, "bias")
 
     @property
     def flat_features(self) -> int:
@@ -76,8 +85,8 @@ class TransformerConfig:
     normalization_type: str | None = None
 
     def __post_init__(self) -> None:
-        check_sizes(self.n_layers, self.d_model, self.n_heads, self.d_head, self.d_mlp, self.d_vocab, self.n_ctx,
-                    self.d_vocab_out)
+        for name in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "d_vocab", "d_vocab_out", "n_ctx"):
+            check_int(self, name, 1)
         if self.act_fn not in TRANSFORMER_ACTIVATIONS:
             raise ValueError(f"act_fn must be one of {TRANSFORMER_ACTIVATIONS}, got {self.act_fn!r}")
         if self.normalization_type not in (None, "LN", "LNPre"):

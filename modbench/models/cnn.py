@@ -13,6 +13,7 @@ from transformer_lens.hook_points import HookPoint
 
 from modbench.models.base import class_order, ModelAdapter, NeuronGroup, PermSite, Site, Wire, Wiring
 from modbench.models.catalog import CNNConfig
+from modbench.models.edges import OUTPUT, ConvCombiner, EdgeGraph, EdgeSite, LinearCombiner, Slot, Stage
 from modbench.models.geometry import layer_coords
 from modbench.models.mlp import ACTIVATIONS, Block, MLPLayer
 
@@ -138,3 +139,44 @@ class HookedCNN(ModelAdapter):
             for i, layer in enumerate(linears) if i > 0
         ]
         return Wiring(groups, tuple(wires))
+
+    # --- edge graph: a kernel between two channels is one edge, as is a pooled channel's map into a neuron
+
+    def edge_graph(self) -> EdgeGraph:
+        """Stages: the conv layer (slot: its pre-activation maps), each hidden fc layer, the read-out. A conv
+        channel sends its pooled map; its edge into an fc neuron is the neuron's weights on that map."""
+        cfg, names = self.cfg, self.group_names()
+        conv = self.blocks[0].conv.conv2d
+        linears = [block.mlp.linear for block in self.blocks[1:]] + [self.unembed]
+        groups = dict(zip(names[:-1], self.group_widths()[:-1], strict=True))
+        first = EdgeSite("blocks.0.conv.conv2d", "input", names[1], cfg.channels, cfg.in_channels,
+                         wire="blocks.0.conv.conv2d")
+        stages = [Stage((Slot(names[1], names[1], cfg.channels, (first,),
+                              ConvCombiner(conv.weight, conv.bias, cfg.image_size, cfg.image_size)),), (names[1],),
+                        per_node=True)]
+        for index, linear in enumerate(linears):
+            last = index == len(linears) - 1
+            reads, writes = names[index + 1], names[index + 2]
+            slot_name, node = ("logits", OUTPUT) if last else (writes, writes)
+            wire = "unembed" if last else f"{writes}.linear"
+            weight = linear.weight.view(linear.out_features, cfg.channels, -1) if index == 0 else linear.weight
+            site = EdgeSite(wire, reads, slot_name, linear.out_features, groups[reads], wire=wire)
+            stages.append(Stage((Slot(slot_name, node, linear.out_features, (site,),
+                                      LinearCombiner(weight, linear.bias)),), () if last else (node,), per_node=not last))
+        return EdgeGraph(groups, ("input",), tuple(stages))
+
+    def edge_inputs(self, inputs: Tensor) -> dict[str, Tensor]:
+        return {"input": inputs.reshape(*inputs.shape[:2], self.cfg.in_channels, -1)}
+
+    def edge_stage(self, index: int, composed: dict[str, Tensor]) -> dict[str, Tensor]:
+        names = self.group_names()
+        if index == 0:
+            conv = self.blocks[0].conv
+            pre = composed[names[1]]
+            post = conv.pool(conv.hook_post(conv.act(conv.hook_pre(pre.flatten(0, 1)))))
+            return {names[1]: post.reshape(*pre.shape[:3], -1)}
+        if index == len(self.blocks):
+            return {OUTPUT: self.hook_logits(composed["logits"][..., class_order(self.output_order)])}
+        mlp = self.blocks[index].mlp
+        return {names[index + 1]: mlp.hook_post(mlp.act(mlp.hook_pre(composed[names[index + 1]])))}
+

@@ -12,6 +12,7 @@ from transformer_lens.hook_points import HookPoint
 
 from modbench.models.base import class_order, ModelAdapter, NeuronGroup, PermSite, Site, Wire, Wiring
 from modbench.models.catalog import MLPConfig
+from modbench.models.edges import OUTPUT, EdgeGraph, EdgeSite, LinearCombiner, Slot, Stage
 from modbench.models.geometry import layer_coords
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -145,3 +146,30 @@ class HookedMLP(ModelAdapter):
             for i, lin in enumerate(linears)
         )
         return Wiring(groups, wires)
+
+    # --- edge graph: every weight is an edge (input pixel -> neuron -> neuron -> output slot)
+
+    def edge_graph(self) -> EdgeGraph:
+        """One stage per hidden layer (its pre-activation is the slot) and the read-out; edge sites are the
+        wiring's wires, receivers in parameter order (output slots, not classes: see ``edge_stage``)."""
+        names = ["input", *[f"blocks.{i}.mlp" for i in range(self.cfg.n_hidden)]]
+        groups = dict(zip(names, self.cfg.widths[:-1], strict=True))
+        stages = []
+        for index, linear in enumerate(self.linears()):
+            last = index == len(self.blocks)
+            slot_name, node = ("logits", OUTPUT) if last else (names[index + 1], names[index + 1])
+            wire = "unembed" if last else f"{names[index + 1]}.linear"
+            site = EdgeSite(wire, names[index], slot_name, linear.out_features, linear.in_features, wire=wire)
+            slot = Slot(slot_name, node, linear.out_features, (site,), LinearCombiner(linear.weight, linear.bias))
+            stages.append(Stage((slot,), () if last else (node,), per_node=not last))
+        return EdgeGraph(groups, ("input",), tuple(stages))
+
+    def edge_inputs(self, inputs: Tensor) -> dict[str, Tensor]:
+        return {"input": inputs.flatten(2)}
+
+    def edge_stage(self, index: int, composed: dict[str, Tensor]) -> dict[str, Tensor]:
+        if index == len(self.blocks):  # output slots back in class order, as ``forward`` does
+            return {OUTPUT: self.hook_logits(composed["logits"][..., class_order(self.output_order)])}
+        mlp = self.blocks[index].mlp
+        return {f"blocks.{index}.mlp": mlp.hook_post(mlp.act(mlp.hook_pre(composed[f"blocks.{index}.mlp"])))}
+

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import torch
 
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -20,6 +23,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from modbench.models.base import ModelAdapter, NeuronGroup, PermSite, Site, TiedBlocks, Wire, Wiring
 from modbench.models.catalog import TransformerConfig
+from modbench.models.edges import OUTPUT, EdgeGraph, EdgeSite, ResidualCombiner, Slot, Stage
 from modbench.models.geometry import layer_coords
 
 TL_ACTIVATIONS = ("relu", "gelu", "silu")  # catalog.ACTIVATIONS also has tanh, which TransformerLens lacks
@@ -161,3 +165,75 @@ class ModularTransformer(HookedTransformer, ModelAdapter):
             for name, (_, permutable) in self._group_specs().items()
         }
         return Wiring(groups, tuple(wires), tuple(tied))
+
+    # --- edge graph: the residual graph of heads and MLP blocks (ACDC's, with split q/k/v inputs)
+
+    def edge_graph(self) -> EdgeGraph:
+        """Groups: ``embed`` (token + position embedding), per layer ``blocks.l.attn`` (one node per head, its
+        ``hook_result``) and ``blocks.l.mlp`` (``hook_mlp_out``). Slots: each head's query, key and value input
+        (``blocks.l.attn.q|k|v``, TransformerLens's ``hook_q_input`` etc. with ``use_split_qkv_input``), each MLP
+        block's input (``hook_mlp_in``), and the read-out's residual (``resid_final``); every earlier group sends
+        into every later slot. The attention output bias b_O belongs to no head: always kept."""
+        c = self.cfg
+        if c.positional_embedding_type != "standard" or c.parallel_attn_mlp or c.original_architecture in (
+                "OLMo2ForCausalLM", "Olmo3ForCausalLM") or c.use_normalization_before_and_after:
+            raise NotImplementedError("edge graphs support standard-position, sequential pre-norm transformers")
+        groups = {"embed": 1}
+        stages, bias = [], torch.zeros(c.d_model, dtype=self.embed.W_E.dtype, device=self.embed.W_E.device)
+
+        def slot(name: str, node: str, receivers: int) -> Slot:
+            sites = tuple(EdgeSite(f"{sender}->{name}", sender, name, receivers, size)
+                          for sender, size in groups.items())
+            return Slot(name, node, receivers, sites, ResidualCombiner(receivers, bias[None]))  # (pos=1, d)
+
+        for l, block in enumerate(self.blocks):
+            attn, mlp = f"blocks.{l}.attn", f"blocks.{l}.mlp"
+            stages.append(Stage(tuple(slot(f"{attn}.{x}", attn, c.n_heads) for x in "qkv"), (attn,)))
+            groups[attn] = c.n_heads
+            bias = bias + block.attn.b_O
+            stages.append(Stage((slot(f"{mlp}.in", mlp, 1),), (mlp,), per_node=True))
+            groups[mlp] = 1
+        stages.append(Stage((slot("resid_final", OUTPUT, 1),), ()))
+        return EdgeGraph(dict(groups), ("embed",), tuple(stages))
+
+    def edge_inputs(self, inputs: Tensor) -> dict[str, Tensor]:
+        tokens = inputs.flatten(0, 1)
+        embedded = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
+        return {"embed": embedded.reshape(*inputs.shape[:2], 1, *embedded.shape[1:])}
+
+    @contextmanager
+    def _split_heads(self) -> Iterator[None]:
+        """TransformerLens's per-head q/k/v inputs and per-head results, for the duration of an edge pass."""
+        saved = self.cfg.use_split_qkv_input, self.cfg.use_attn_result
+        self.cfg.use_split_qkv_input = self.cfg.use_attn_result = True
+        try:
+            yield
+        finally:
+            self.cfg.use_split_qkv_input, self.cfg.use_attn_result = saved
+
+    def edge_stage(self, index: int, composed: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Slot inputs are (G, m, receivers, pos, d_model); TransformerLens's split inputs (batch, pos, head,
+        d_model)."""
+        layer, part = divmod(index, 2)
+        if layer == self.cfg.n_layers:
+            resid = self._batch(composed["resid_final"][:, :, 0])
+            out = self.unembed(self.ln_final(resid) if hasattr(self, "ln_final") else resid)
+            return {OUTPUT: out.reshape(*composed["resid_final"].shape[:2], *out.shape[1:])}
+        block, prefix = self.blocks[layer], f"blocks.{layer}"
+        if part == 1:
+            value = composed[f"{prefix}.mlp.in"]
+            out = block.apply_mlp(block.ln2(block.hook_mlp_in(self._batch(value[:, :, 0]))))
+            return {f"{prefix}.mlp": out.reshape(value.shape)}
+        q, k, v = (self._batch(composed[f"{prefix}.attn.{x}"].movedim(2, 3)) for x in "qkv")
+        results: list[Tensor] = []
+        with self._split_heads(), self.hooks(fwd_hooks=[(f"{prefix}.attn.hook_result",
+                                                         lambda result, hook: results.append(result))]):
+            block.attn(query_input=block.ln1(block.hook_q_input(q)), key_input=block.ln1(block.hook_k_input(k)),
+                       value_input=block.ln1(block.hook_v_input(v)))
+        shape = composed[f"{prefix}.attn.q"].shape
+        return {f"{prefix}.attn": results[0].reshape(*shape[:2], *results[0].shape[1:]).movedim(3, 2)}
+
+    @staticmethod
+    def _batch(value: Tensor) -> Tensor:
+        return value.flatten(0, 1)
+

@@ -5,20 +5,23 @@ settings, data source) with every training seed run for it; ``variant`` names wh
 registered defaults ("default" is the canonical row). With several seeds, a metric is the mean of the
 per-seed means and its interval is the 95 % t-interval over seeds (``{metric}_boot_ci`` keeps the mean
 pair-bootstrap half-width); with one seed it is the bootstrap interval. Cells whose models failed (below
-the task's quality floor, or diverged) are listed apart and never ranked. Stars mark the best canonical
-value per metric; discovery time is not starred when the discoverer's cost does not depend on the weights.
+the task's quality floor, or diverged) are listed apart and never ranked. Stars mark the best value per
+metric among the default-variant rows of each discoverer (every discoverer gets its own stars); cost metrics
+(discovery time, forward and backward passes, edge tests) are starred only for discoverers whose cost depends
+on the weights, and never for a row scored in a pack (its time is a share of one pass).
 """
 
 from __future__ import annotations
 
 import html
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from modbench.metrics import METRICS
-from modbench.results.published import NAINANI_CITATION, nainani_table3
+from modbench.results.published import published_citation, published_rows
 from modbench.results.record import ResultRecord
 
 CAVEAT = ("Published rows: K, image pairing and the sparsity formula are not given in the paper, so absolute "
@@ -43,7 +46,7 @@ def default_discoverer(task: str) -> str | None:
 
 def is_canonical(task: str, variant: str, discoverer: str) -> bool:
     """The row that stands for its method: registered defaults (variant) scored by the task's own discoverer.
-    Other discoverers' rows are shown beside it, ranked after the canonical rows and never starred."""
+    Other discoverers' default rows are ranked after the canonical rows, with stars of their own."""
     return variant == "default" and default_discoverer(task) in (None, discoverer)
 
 
@@ -80,12 +83,14 @@ def cells(records: list[ResultRecord], dataset: str | None = None) -> pd.DataFra
 
 
 def published(task: str) -> pd.DataFrame:
-    table = nainani_table3(task).copy()
+    """The published rows the task's file names (none when it names no table)."""
+    table = published_rows(task).copy()
     renamed = {m: f"{m}_mean" for m in ("logit_difference", "discovery_time_s", "sparsity")}
     table = table.rename(columns=renamed)
-    table.insert(0, "source", f"published ({NAINANI_CITATION})")
-    table["variant"] = "as published"
-    table["discoverer"] = "activation_patching"  # recursive activation patching (Nainani 2024)
+    table.insert(0, "source", f"published ({published_citation(task)})")
+    table["variant"] = "published"  # also how a published row shows in the compact terminal table
+    if "discoverer" not in table:  # Nainani's Table 3: recursive activation patching
+        table["discoverer"] = "activation_patching"
     table["status"] = "ok"
     return table
 
@@ -99,21 +104,33 @@ def leaderboard(records: list[ResultRecord], task: str, dataset: str | None = No
     ascending = not METRICS.get(primary).higher_is_better
     parts = []
     if len(mine):
-        mine = mine.assign(_canonical=~mine["canonical"].astype(bool))
-        parts.append(mine[mine["status"] == "ok"].sort_values(["_canonical", f"{primary}_mean"],
-                                                              ascending=[True, ascending], na_position="last"))
+        # canonical rows, then other discoverers' default rows (grouped by discoverer), then other variants
+        tier = [0 if canonical else 1 if variant == "default" else 2
+                for canonical, variant in zip(mine["canonical"].astype(bool), mine["variant"], strict=True)]
+        mine = mine.assign(_tier=tier, _group=[d if t == 1 else "" for d, t in zip(mine["discoverer"], tier,
+                                                                                    strict=True)])
+        parts.append(mine[mine["status"] == "ok"].sort_values(["_tier", "_group", f"{primary}_mean"],
+                                                              ascending=[True, True, ascending], na_position="last"))
         parts.append(mine[mine["status"] != "ok"])
     theirs = published(task)
     if len(theirs) and f"{primary}_mean" in theirs:
         parts.append(theirs.sort_values(f"{primary}_mean", ascending=ascending))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(FIRST))
     table.attrs["primary"] = primary
-    return table.drop(columns=["_canonical"], errors="ignore")
+    return table.drop(columns=["_tier", "_group"], errors="ignore")
 
 
-PAIR_METRICS = ("sparsity", "discovery_time_s", "circuit_accuracy", "clusterability")
+# Edge discoverers' counts follow sparsity: circuit size first, then what finding it cost.
+PAIR_METRICS = ("sparsity", "circuit_edges", "forward_passes", "backward_passes", "edge_tests", "discovery_time_s",
+                "circuit_accuracy", "clusterability")
 CLASS_METRICS = ("ecs", "on_accuracy", "off_accuracy", "needs_1_cluster", "needs_all_clusters", "clusterability",
                  "discovery_time_s")
+COST_METRICS = ("discovery_time_s", "forward_passes", "backward_passes", "edge_tests")
+COUNT_METRICS = ("circuit_edges", "forward_passes", "backward_passes", "edge_tests")  # shown with one decimal
+IDENTITY_COLUMNS = ("source", "method", "discoverer", "variant", "dataset", "seeds")
+TRAILING_COLUMNS = ("test_accuracy", "best_test_accuracy", "status")
+TEXT_COLUMNS = ("source", "method", "discoverer", "variant", "dataset", "status")
+HEADERS = {"test_accuracy": "test acc (final)", "best_test_accuracy": "best acc (during training)"}
 
 
 def shown_metrics(table: pd.DataFrame) -> tuple[str, ...]:
@@ -125,52 +142,110 @@ def shown_metrics(table: pd.DataFrame) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ordered + extra))
 
 
-def best_per_metric(table: pd.DataFrame) -> dict[str, float]:
-    """The best canonical, ranked value of ours for each shown metric (starred in rendered tables)."""
-    if "canonical" not in table:
-        return {}
-    mine = table[(table["source"] == "ours") & (table["status"] == "ok") & (table["canonical"] == True)]  # noqa: E712
-    best = {}
+def headline_metrics(table: pd.DataFrame) -> tuple[str, ...]:
+    """The two metrics a reader looks at first: the task's faithfulness metric and the next one shown
+    (sparsity for pair discoverers)."""
+    return shown_metrics(table)[:2]
+
+
+def known_columns() -> tuple[str, ...]:
+    """Every column a table can show (metrics from the registry), for choosing columns before any work."""
+    metrics = [key for key in METRICS.keys() if key not in TRAILING_COLUMNS]
+    return (*IDENTITY_COLUMNS, *metrics, *TRAILING_COLUMNS)
+
+
+def wide_columns(table: pd.DataFrame) -> tuple[str, ...]:
+    """All the columns of the markdown table."""
+    return (*IDENTITY_COLUMNS, *shown_metrics(table), *TRAILING_COLUMNS)
+
+
+def compact_columns(table: pd.DataFrame) -> tuple[str, ...]:
+    """The few columns that fit a terminal: which row (a published one's variant is "published"), the
+    headline metrics, accuracy and status."""
+    return ("method", "discoverer", "variant", *headline_metrics(table), "test_accuracy", "status")
+
+
+def header(column: str) -> str:
+    return HEADERS.get(column) or (METRICS.get(column).label if column in METRICS else column)
+
+
+def _starrable(row: pd.Series, metric: str) -> bool:
+    """Whether ``row``'s value of ``metric`` competes for a star: an ok default-variant row of ours; for a cost
+    metric, only where the discoverer's cost depends on the weights and the row was not scored in a pack."""
+    if row.get("source") != "ours" or row.get("status") != "ok" or row.get("variant") != "default":
+        return False
+    if metric in COST_METRICS:
+        depends = row.get("discovery_cost_depends_on_weights")
+        return depends is not None and not pd.isna(depends) and bool(depends) and not _packed(row)
+    return True
+
+
+def best_per_metric(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per discoverer, the best value of each shown metric among its starrable rows (starred when rendered)."""
+    best: dict[str, dict[str, float]] = {}
     for metric in shown_metrics(table):
         column = f"{metric}_mean"
-        if column not in mine or not mine[column].notna().any():
+        if column not in table:
             continue
-        ranked = mine
-        if metric == "discovery_time_s":
-            if not mine["discovery_cost_depends_on_weights"].astype(bool).any():
-                continue  # the same cost for every model: not a property of the regime
-            ranked = mine[[not _packed(row) for _, row in mine.iterrows()]]  # a pack's share is no single time
-            if not len(ranked):
+        pick = max if METRICS.get(metric).higher_is_better else min
+        for _, row in table.iterrows():
+            value = row[column]
+            if pd.isna(value) or not _starrable(row, metric):
                 continue
-        best[metric] = ranked[column].max() if METRICS.get(metric).higher_is_better else ranked[column].min()
+            group = best.setdefault(str(row["discoverer"]), {})
+            group[metric] = pick(group[metric], value) if metric in group else value
     return best
 
 
-def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Headers and formatted cells: 'mean ± ci' per metric, '*' on the best canonical value per metric."""
+@dataclass(frozen=True)
+class Cell:
+    """One formatted table cell: its text and the value it sorts by (a number, text, or None when empty)."""
+
+    text: str
+    sort: float | str | None
+
+
+def display_table(table: pd.DataFrame, columns: tuple[str, ...] | None = None,
+                  ) -> tuple[tuple[str, ...], list[dict[str, Cell]]]:
+    """Per row, a :class:`Cell` for each of ``columns`` (default: all of the markdown table): 'mean ± ci' per
+    metric, '*' on the best default-variant value of each discoverer, '†' on a pack's share of discovery time."""
+    columns = wide_columns(table) if columns is None else columns
     best = best_per_metric(table)
-    metrics = shown_metrics(table)
-    headers = ["source", "method", "discoverer", "variant", "dataset", "seeds", *[METRICS.get(m).label for m in metrics],
-               "test acc (final)", "best acc (during training)", "status"]
     rows = []
     for _, row in table.iterrows():
-        ours = row["source"] == "ours"
-        cells_ = [str(row["source"]).split(" (")[0], str(row.get("method", "")), _text(row.get("discoverer")),
-                  _text(row.get("variant")),
-                  _text(row.get("dataset")), _text(row.get("seeds"), "{:.0f}")]
-        for metric in metrics:
-            mean, ci = row.get(f"{metric}_mean"), row.get(f"{metric}_ci")
-            if mean is None or pd.isna(mean):
-                cells_.append("")
-                continue
-            star = "*" if ours and row["status"] == "ok" and row.get("canonical") and best.get(metric) == mean else ""
-            if metric == "discovery_time_s" and ours and _packed(row):
-                star += AMORTISED
-            cells_.append(f"{mean:.4f} ± {ci:.4f}{star}" if ci is not None and not pd.isna(ci) else f"{mean:.4f}{star}")
-        cells_ += [_text(row.get("test_accuracy"), "{:.4f}"), _text(row.get("best_test_accuracy"), "{:.4f}"),
-                   "ok" if row.get("status") == "ok" else f"failed: {row.get('failure', '')}"]
-        rows.append(cells_)
-    return headers, rows
+        rows.append({column: _cell(row, column, best) for column in columns})
+    return columns, rows
+
+
+def _cell(row: pd.Series, column: str, best: dict[str, dict[str, float]]) -> Cell:
+    if column in METRICS and column not in TRAILING_COLUMNS:
+        mean, ci = row.get(f"{column}_mean"), row.get(f"{column}_ci")
+        if mean is None or pd.isna(mean):
+            return Cell("", None)
+        digits = 1 if column in COUNT_METRICS else 4
+        mark = "*" if _starrable(row, column) and best.get(str(row["discoverer"]), {}).get(column) == mean else ""
+        if column == "discovery_time_s" and row.get("source") == "ours" and _packed(row):
+            mark += AMORTISED
+        has_ci = ci is not None and not pd.isna(ci)
+        return Cell(f"{mean:.{digits}f} ± {ci:.{digits}f}{mark}" if has_ci else f"{mean:.{digits}f}{mark}", float(mean))
+    if column == "source":
+        return Cell(str(row["source"]).split(" (")[0], str(row["source"]))
+    if column == "status":
+        text = "ok" if row.get("status") == "ok" else f"failed: {row.get('failure', '')}"
+        return Cell(text, text)
+    if column in ("test_accuracy", "best_test_accuracy", "seeds"):
+        value = row.get(column)
+        missing = value is None or pd.isna(value)
+        return Cell("" if missing else f"{value:.0f}" if column == "seeds" else f"{value:.4f}",
+                    None if missing else float(value))
+    text = _text(row.get(column))
+    return Cell(text, text or None)
+
+
+def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells of the markdown/HTML table."""
+    columns, rows = display_table(table)
+    return [header(c) for c in columns], [[row[c].text for c in columns] for row in rows]
 
 
 def _packed(row: pd.Series) -> bool:
@@ -185,9 +260,11 @@ def _text(value: Any, fmt: str = "{}") -> str:
 
 
 AMORTISED = "†"
-FOOTNOTE = ("`*` best canonical value of ours per metric (variant default, the task's own discoverer); other "
-            "discoverers and variants are ranked after the canonical rows; failed rows are never ranked; "
-            "discovery time is starred only for discoverers whose cost depends on the weights. ")
+FOOTNOTE = ("`*` best value of ours per metric among each discoverer's default-variant rows (every discoverer has "
+            "its own stars); rows are ranked with the canonical ones first (default variant, the task's own "
+            "discoverer), then other discoverers, then other variants; failed rows are never ranked; cost metrics "
+            "(discovery time, forward and backward passes, edge tests) are starred only for discoverers whose cost "
+            "depends on the weights. ")
 AMORTISED_NOTE = (f"`{AMORTISED}` discovery time amortised: these models were scored together in one batched pass "
                   "(`--pack`), its time divided by their number. ")
 
@@ -195,7 +272,8 @@ AMORTISED_NOTE = (f"`{AMORTISED}` discovery time amortised: these models were sc
 def footnote(table: pd.DataFrame) -> str:
     """What the marks of this table mean, and the caveat on published rows."""
     packed = "cost_discovery_packed_with" in table and any(_packed(row) for _, row in table.iterrows())
-    return FOOTNOTE + (AMORTISED_NOTE if packed else "") + CAVEAT
+    published = "source" in table and bool(table["source"].astype(str).str.startswith("published").any())
+    return FOOTNOTE + (AMORTISED_NOTE if packed else "") + (CAVEAT if published else "")
 
 
 def to_markdown(table: pd.DataFrame, title: str) -> str:

@@ -1,13 +1,33 @@
-"""Task config types (no torch)."""
+"""Task config types (no torch), each registered as the task kind a task file names (``kind = "..."``) with
+its implementation, imported when a task is built. A task file's ``[config]`` table holds these fields."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from modbench.discovery.catalog import TopFractionConfig
+from modbench.registries import register_task_kind
+from modbench.registry import check_int, check_number
 from modbench.training.config import TrainConfig
 
 
+def check_task_fields(config: PairTaskConfig | ClassTaskConfig | ModularAdditionConfig | WikiTokensConfig) -> None:
+    """What every task config declares: the plugin names it defaults to, its quality floor, its training
+    budget and the budgets that replace it on reduced data sources."""
+    for name in ("model", "metric", "discoverer"):
+        if not isinstance(getattr(config, name), str) or not getattr(config, name):
+            raise ValueError(f"{name} must be a name, got {getattr(config, name)!r}")
+    check_number(config, "quality_floor", 0, 1)
+    if not isinstance(config.train, TrainConfig):
+        raise ValueError(f"train must be a TrainConfig, got {config.train!r}")
+    budgets = config.steps_by_source
+    if not isinstance(budgets, tuple) or not all(
+            isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str) and entry[0]
+            and isinstance(entry[1], int) and not isinstance(entry[1], bool) and entry[1] >= 1 for entry in budgets):
+        raise ValueError(f"steps_by_source must map data sources to steps >= 1, got {budgets!r}")
+
+
+@register_task_kind("image_pairs", "modbench.tasks.image_pairs:ImagePairTask")
 @dataclass(frozen=True)
 class PairTaskConfig:
     """Classification on a dataset, with contrastive (clean class <- corrupted class) pair rules.
@@ -27,17 +47,18 @@ class PairTaskConfig:
 
     def __post_init__(self) -> None:
         if not self.pairs:
-            raise ValueError("a pair task declares at least one (clean, corrupted) rule")
-        for clean, corrupted in self.pairs:
-            if clean == corrupted or min(clean, corrupted) < 0:
-                raise ValueError(f"bad pair rule {clean} <- {corrupted}")
-        if not 0 <= self.quality_floor <= 1:
-            raise ValueError(f"quality_floor must be in [0, 1], got {self.quality_floor}")
+            raise ValueError("pairs must hold at least one (clean, corrupted) rule")
+        for rule in self.pairs:
+            if (not isinstance(rule, tuple) or len(rule) != 2 or not all(isinstance(c, int) for c in rule)
+                    or any(isinstance(c, bool) for c in rule) or rule[0] == rule[1] or min(rule) < 0):
+                raise ValueError(f"pairs must be (clean, corrupted) rules of two different classes >= 0, got {rule!r}")
+        check_task_fields(self)
 
     def steps_for(self, source: str) -> int:
         return dict(self.steps_by_source).get(source, self.train.steps)
 
 
+@register_task_kind("image_classes", "modbench.tasks.image_classes:ImageClassTask")
 @dataclass(frozen=True)
 class ClassTaskConfig:
     """Plain classification read per class (Golechha et al.): discoverers analyse each class's test images
@@ -53,8 +74,7 @@ class ClassTaskConfig:
     steps_by_source: tuple[tuple[str, int], ...] = (("mnist-5k", 3_000),)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.quality_floor <= 1:
-            raise ValueError(f"quality_floor must be in [0, 1], got {self.quality_floor}")
+        check_task_fields(self)
 
     def steps_for(self, source: str) -> int:
         return dict(self.steps_by_source).get(source, self.train.steps)
@@ -63,6 +83,7 @@ class ClassTaskConfig:
 FULL_BATCH = 1 << 30  # larger than any split: every step sees the whole training set
 
 
+@register_task_kind("modular_addition", "modbench.tasks.modular_addition_impl:ModularAdditionTask")
 @dataclass(frozen=True)
 class ModularAdditionConfig:
     """(a + b) mod p from the tokens [a, b, =], read at the last position (Nanda et al.; Golechha et al.'s
@@ -88,12 +109,12 @@ class ModularAdditionConfig:
     steps_by_source: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.p, int) or self.p < 3:
-            raise ValueError(f"p must be an integer >= 3, got {self.p!r}")
-        if not 0 < self.train_fraction < 1:
-            raise ValueError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
-        if not 0 <= self.quality_floor <= 1:
-            raise ValueError(f"quality_floor must be in [0, 1], got {self.quality_floor}")
+        check_int(self, "p", 3)
+        check_number(self, "train_fraction", 0, 1, low_open=True, high_open=True)
+        check_int(self, "split_seed", 0)
+        if not isinstance(self.selection, str) or not self.selection:
+            raise ValueError(f"selection must be a name, got {self.selection!r}")
+        check_task_fields(self)
 
     @property
     def dataset(self) -> str:
@@ -104,6 +125,7 @@ class ModularAdditionConfig:
         return dict(self.steps_by_source).get(source, self.train.steps)
 
 
+@register_task_kind("wiki_tokens", "modbench.tasks.wiki_tokens_impl:WikiTokensTask", reads="classes")
 @dataclass(frozen=True)
 class WikiTokensConfig:
     """Next-token prediction on WikiText-2 at every position of windows of ``n_ctx`` tokens. ``tokenizer``
@@ -126,14 +148,13 @@ class WikiTokensConfig:
     steps_by_source: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "n_ctx"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 2:
-                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
+        check_int(self, "vocab_size", 2)
+        check_int(self, "n_ctx", 2)
         if not isinstance(self.tokenizer, str):
             raise ValueError(f"tokenizer must be a name (or empty), got {self.tokenizer!r}")
-        if not 0 <= self.quality_floor <= 1:
-            raise ValueError(f"quality_floor must be in [0, 1], got {self.quality_floor}")
+        if not isinstance(self.finetune, TrainConfig):
+            raise ValueError(f"finetune must be a TrainConfig, got {self.finetune!r}")
+        check_task_fields(self)
 
     @property
     def dataset(self) -> str:

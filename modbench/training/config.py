@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
+
+from modbench.registry import check_int, check_number
 
 LOSSES = ("mse", "cross_entropy")
 
@@ -24,19 +25,13 @@ class TrainConfig:
     eval_every: int = 200
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
-        if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1 or self.seed < 0:
-            raise ValueError("steps, batch_size and eval_every must be >= 1 and seed >= 0")
-        for name in ("lr", "weight_decay", *()):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError("lr must be > 0 and weight_decay >= 0")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        for name in ("steps", "batch_size", "eval_every"):
+            check_int(self, name, 1)
+        check_int(self, "seed", 0)
+        check_number(self, "lr", 0, low_open=True)
+        check_number(self, "weight_decay", 0)
+        if (not isinstance(self.betas, tuple) or len(self.betas) != 2
+                or not all(isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 1 for b in self.betas)):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")

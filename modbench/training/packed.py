@@ -30,8 +30,8 @@ from modbench.methods.base import Method
 from modbench.tasks.base import Task, task_loss
 from modbench.training.config import TrainConfig
 from modbench.training.progress import progress_bar
-from modbench.training.trainer import (TrainResult, batches, checkpoints, diverged, evaluation_row, probe_memory,
-                                       result_of)
+from modbench.training.trainer import (PrefetchedRows, TrainResult, batches, begin_compiled_step, checkpoints,
+                                       compile_requested, compiled, diverged, evaluation_row, probe_memory, result_of)
 
 
 @dataclass
@@ -124,9 +124,12 @@ class _SliceOptimizer:
 
 
 def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainConfig, device: torch.device,
-                 show_progress: bool = True) -> list[TrainResult | TrainingFailed]:
+                 show_progress: bool = True, compile_step: bool | None = None) -> list[TrainResult | TrainingFailed]:
     """Train every member in place (``cfg`` with each member's seed); per member, its TrainResult or the
-    TrainingFailed that one-by-one training would have raised (the others go on: models never mix)."""
+    TrainingFailed that one-by-one training would have raised (the others go on: models never mix).
+    ``compile_step`` (default: ``$MODBENCH_COMPILE``): the pack's batched forward and backward run compiled,
+    as in ``trainer.train``."""
+    compile_step = compile_requested(compile_step)
     models = [member.model.to(device) for member in members]
     peaks = [probe_memory(m.model, m.method, task, data, replace(cfg, seed=m.seed), device) for m in members]
     template = copy.deepcopy(models[0])  # before stacking; its tensors are replaced by the stack's in every call
@@ -142,16 +145,21 @@ def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainCo
         return task_loss(task.readout(logits), task.targets(y), cfg.loss)
 
     batched_losses = torch.vmap(losses_of)
+    if compile_step:
+        batched_losses = compiled(batched_losses, device)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     orders = [batches(len(x_train), cfg.batch_size, torch.Generator().manual_seed(m.seed)) for m in members]
     histories: list[list[dict[str, Any]]] = [[] for _ in members]
     failed: dict[int, TrainingFailed] = {}
     last: list[dict[str, Tensor]] = [{} for _ in members]
+    rows_at = PrefetchedRows(lambda: torch.stack([next(order) for order in orders]), device, cfg.steps, cfg.steps)
     start = time.perf_counter()
     with progress_bar(cfg.steps, show_progress) as advance:
         for step in range(cfg.steps):
-            rows = torch.stack([next(order) for order in orders]).to(device)
+            rows = rows_at(step)
+            if compile_step:
+                begin_compiled_step(device)
             task_losses = batched_losses(*stack.tensors, x_train[rows], y_train[rows])
             terms = [m.method.regularizers(m.model, step) for m in members]
             total = task_losses.sum() + sum(value for term in terms for value in term.values())
@@ -184,5 +192,5 @@ def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainCo
     stack.zero_grads()  # the members keep views of the stack's weights, not of its gradients
     share = (time.perf_counter() - start) / len(members)
     return [failed.get(index) or replace(result_of(histories[index], last[index], share, *peaks[index]),
-                                         packed_with=len(members))
+                                         packed_with=len(members), compiled_step=compile_step)
             for index in range(len(members))]

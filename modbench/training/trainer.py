@@ -4,8 +4,10 @@ tasks through read-out and targets, so images, token sequences and per-position 
 from __future__ import annotations
 
 import copy
+import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -21,6 +23,8 @@ from modbench.training.memory import PROBE_STEPS, peak_bytes
 from modbench.training.progress import progress_bar
 
 NAN_CHECK_EVERY = 100
+COMPILE_ENV = "MODBENCH_COMPILE"  # "1": compiled training steps (a runtime option, never part of a config)
+PREFETCH_STEPS = 256  # batch rows copied to the device in one transfer, at most this many steps ahead
 
 
 @dataclass
@@ -40,6 +44,7 @@ class TrainResult:
     history: list[dict[str, float | int]] = field(default_factory=list)
     resumed_from_step: int = 0
     packed_with: int = 1  # > 1: trained in a pack of that many models; train_time_s is the pack's share
+    compiled_step: bool = False  # the forward/backward ran compiled (``compile_requested``): equal up to rounding
 
 
 class BatchOrder:
@@ -73,17 +78,62 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> BatchOrder:
     return BatchOrder(n, batch_size, generator)
 
 
+class PrefetchedRows:
+    """Each step's batch rows, drawn in order from ``draw`` a chunk of steps at a time and copied to the device
+    in one transfer, so a step makes no host-to-device copy. A chunk never crosses a multiple of ``every``
+    (where a progress save reads the batch order's state): the draws, hence the batches, are the per-step ones."""
+
+    def __init__(self, draw: Callable[[], Tensor], device: torch.device, end: int, every: int) -> None:
+        self.draw, self.device, self.end, self.every = draw, device, end, every
+        self.start, self.rows = 0, torch.empty(0)
+
+    def __call__(self, step: int) -> Tensor:
+        if not self.start <= step < self.start + len(self.rows):
+            stop = min(self.end, (step // self.every + 1) * self.every, step + PREFETCH_STEPS)
+            self.start, self.rows = step, torch.stack([self.draw() for _ in range(step, stop)]).to(self.device)
+        return self.rows[step - self.start]
+
+
+def compile_requested(compile_step: bool | None) -> bool:
+    """The runtime switch for compiled training steps: the argument, else ``$MODBENCH_COMPILE=1``."""
+    return os.environ.get(COMPILE_ENV, "") == "1" if compile_step is None else compile_step
+
+
+def compiled(fn: Callable[..., Tensor], device: torch.device) -> Callable[..., Tensor]:
+    """``fn`` (a forward and its loss; AOTAutograd compiles its backward with it) under ``torch.compile``:
+    CUDA graphs (mode ``reduce-overhead``) on CUDA, where a small model's step is launch-bound; inductor's
+    C++ kernels on CPU. The same operations, fused: results equal eager's up to rounding (tests). The optimizer
+    step stays eager: compiled AdamW computes its bias corrections from float32 step tensors (1 - 0.999 loses
+    ~1e-5 of its value at step 1), which would move the weights by far more than rounding."""
+    return torch.compile(fn, mode="reduce-overhead" if device.type == "cuda" else None, dynamic=False)
+
+
+def begin_compiled_step(device: torch.device) -> None:
+    """Tell CUDA-graph trees that the last step's outputs are dead, so the next replay may reuse them."""
+    if device.type == "cuda":
+        torch.compiler.cudagraph_mark_step_begin()
+
+
 class Stepper:
     """One optimisation step: task loss + regime terms, backward, regime gradient, optimizer, after-step."""
 
-    def __init__(self, model: nn.Module, method: Method, task: Task, cfg: TrainConfig, total_steps: int) -> None:
+    def __init__(self, model: nn.Module, method: Method, task: Task, cfg: TrainConfig, total_steps: int,
+                 compile_step: bool = False) -> None:
         self.model, self.method, self.task, self.cfg = model, method, task, cfg
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                            betas=cfg.betas)
         method.setup(model, total_steps)
+        self.device = next(model.parameters()).device
+        self.compile_step = compile_step
+        self.task_loss = compiled(self.eager_task_loss, self.device) if compile_step else self.eager_task_loss
+
+    def eager_task_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        return task_loss(self.task.readout(self.model(x)), self.task.targets(y), self.cfg.loss)
 
     def __call__(self, x: Tensor, y: Tensor, step: int) -> tuple[dict[str, Tensor], dict[str, float]]:
-        losses = {"task": task_loss(self.task.readout(self.model(x)), self.task.targets(y), self.cfg.loss)}
+        if self.compile_step:
+            begin_compiled_step(self.device)
+        losses = {"task": self.task_loss(x, y)}
         losses.update(self.method.regularizers(self.model, step))
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
@@ -123,19 +173,24 @@ def train(
     device: torch.device,
     show_progress: bool = True,
     progress: ProgressFile | None = None,
+    compile_step: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` in place. Raises :class:`TrainingFailed` when the loss stops being finite.
 
     With ``progress``, the whole training state (weights, optimizer moments, batch order, history, time) is
     saved every ``progress.every`` steps, and a run that finds a saved state continues from it: the result
-    equals the uninterrupted run's (same batches, same swaps, same weights)."""
+    equals the uninterrupted run's (same batches, same swaps, same weights). ``compile_step`` (default:
+    ``compile_requested``) runs each step's forward and backward compiled (``compiled``). Either way the data
+    is on the device once, batch rows arrive in chunks (``PrefetchedRows``), and the host waits for the device
+    only at loss checks (every NAN_CHECK_EVERY steps), evaluations and BIMT swaps, never at every step."""
+    compile_step = compile_requested(compile_step)
     model.to(device)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     saved = progress.load(model.state_dict()) if progress is not None else None
     if saved is None:
         peak, peak_kind = probe_memory(model, method, task, data, cfg, device)
-    stepper = Stepper(model, method, task, cfg, cfg.steps)
+    stepper = Stepper(model, method, task, cfg, cfg.steps, compile_step)
     index = batches(len(x_train), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     history: list[dict[str, float | int]] = []
     first, before = 0, 0.0
@@ -146,11 +201,12 @@ def train(
         history, first, before = saved["history"], saved["step"], saved["elapsed"]
         peak, peak_kind = saved["peak"], saved["peak_kind"]
     losses: dict[str, Tensor] = {}
+    rows_at = PrefetchedRows(lambda: next(index), device, cfg.steps, progress.every if progress else cfg.steps)
     start = time.perf_counter()
     with progress_bar(cfg.steps, show_progress) as advance:
         advance(first, f"resumed at step {first}" if first else "")
         for step in range(first, cfg.steps):
-            rows = next(index).to(device)
+            rows = rows_at(step)
             losses, logged = stepper(x_train[rows], y_train[rows], step)
             check, evaluate = checkpoints(step, cfg)
             if check and (failure := diverged(losses["total"], step)):
@@ -166,7 +222,7 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     elapsed = before + time.perf_counter() - start
-    return result_of(history, losses, elapsed, peak, peak_kind, first)
+    return replace(result_of(history, losses, elapsed, peak, peak_kind, first), compiled_step=compile_step)
 
 
 def checkpoints(step: int, cfg: TrainConfig) -> tuple[bool, bool]:

@@ -32,12 +32,26 @@ def _node_masks(model: ModelAdapter, circuit: Circuits) -> dict[str, np.ndarray]
     return kept
 
 
+def _edge_masks(model: ModelAdapter, circuit: Circuits) -> dict[str, np.ndarray] | None:
+    """A circuit of edges laid on the wiring: per wire, the kept (out, in) edges (None: a circuit of nodes)."""
+    sites = {site.name: site for site in model.edge_graph().sites} if hasattr(model, "edge_graph") else {}
+    if not circuit.keep or not set(circuit.keep) <= set(sites):
+        return None
+    return {sites[name].wire: mask[0].view(sites[name].n_receivers, sites[name].n_senders).cpu().numpy()
+            for name, mask in circuit.keep.items()}
+
+
 def connectivity_graph(model: ModelAdapter, circuit: Circuits, path: Path, title: str) -> Path:
     """Every wiring group on its own row (x from the neurons' 2-D slots, flattened row-major), the strongest
-    connections of every wire drawn between rows; circuit neurons orange, the rest faded."""
+    connections of every wire drawn between rows; circuit neurons orange, the rest faded. A circuit of edges:
+    its kept edges drawn over the strongest ones, neurons touching one orange (a transformer's residual edge
+    graph has no wiring rows: drawn by ``edge_circuit_graph``)."""
+    edges = _edge_masks(model, circuit)
+    if edges is not None and None in edges:
+        return edge_circuit_graph(model, circuit, path, title)
     wiring = model.wiring()
     names = list(wiring.groups)
-    kept = _node_masks(model, circuit)
+    kept = _node_masks(model, circuit) if edges is None else _touched(wiring, edges)
     positions = {}
     for row, name in enumerate(names):
         coords = wiring.groups[name].coords.cpu().numpy()
@@ -50,10 +64,12 @@ def connectivity_graph(model: ModelAdapter, circuit: Circuits, path: Path, title
         weight = wire.matrix().cpu().numpy()
         scale = weight.max() or 1.0
         flat = np.argsort(weight, axis=None)[::-1][:MAX_EDGES_PER_LAYER]
+        if edges is not None:  # every kept edge is drawn, however weak
+            flat = np.union1d(flat, np.flatnonzero(edges[wire.name]))
         outs, ins = np.unravel_index(flat, weight.shape)
         segments = np.stack([positions[wire.reads][ins], positions[wire.writes][outs]], axis=1)
         strength = weight[outs, ins] / scale
-        inside = kept[wire.reads][ins] & kept[wire.writes][outs]
+        inside = (kept[wire.reads][ins] & kept[wire.writes][outs]) if edges is None else edges[wire.name][outs, ins]
         colors = np.tile([[0.1, 0.3, 0.9, 1.0]], (len(outs), 1))
         colors[:, 3] = np.where(inside, 0.9, 0.15) * np.clip(strength * 3, 0.05, 1)
         ax.add_collection(LineCollection(segments, linewidths=2.5 * strength, colors=colors))
@@ -63,10 +79,53 @@ def connectivity_graph(model: ModelAdapter, circuit: Circuits, path: Path, title
         ax.scatter(points[~mask, 0], points[~mask, 1], s=size, c="lightgray", zorder=3)
         ax.scatter(points[mask, 0], points[mask, 1], s=size, c="orange", zorder=4, edgecolors="black",
                    linewidths=0.3)
-    ax.set_title(title + "\n(width and opacity ∝ |w|; circuit neurons orange, other edges faded)")
+    what = "circuit neurons orange" if edges is None else "circuit edges solid, their neurons orange"
+    ax.set_title(title + f"\n(width and opacity ∝ |w|; {what}, other edges faded)")
     ax.set_yticks(range(len(names)), names)
     ax.set_xticks([])
     ax.autoscale()
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def _touched(wiring, edges: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Neurons at either end of a kept edge (groups of no edge site, e.g. the output ring, all of them)."""
+    touched = {name: np.zeros(group.size, bool) for name, group in wiring.groups.items()}
+    for wire in wiring.wires:
+        mask = edges[wire.name]
+        touched[wire.writes] |= mask.any(1)
+        touched[wire.reads] |= mask.any(0)
+    touched[wiring.wires[-1].writes][:] = True
+    return touched
+
+
+def edge_circuit_graph(model: ModelAdapter, circuit: Circuits, path: Path, title: str) -> Path:
+    """A circuit of edges on the model's edge graph: one row per group (the input or embedding, each layer's
+    heads, MLP blocks), the read-out on top; kept edges drawn, coloured by the slot they enter (q, k, v, ...)."""
+    graph = model.edge_graph()
+    rows = [*graph.groups, "output"]
+    positions = {g: np.stack([np.linspace(0, 1, n + 2)[1:-1], np.full(n, float(i))], 1)
+                 for i, (g, n) in enumerate([*graph.groups.items(), ("output", 1)])}
+    colours = plt.get_cmap("tab10")
+    slots = [slot.name for slot in graph.slots]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 1.0 * len(rows)))
+    for site in graph.sites:
+        keep = circuit.keep[site.name][0].view(site.n_receivers, site.n_senders).cpu().numpy()
+        node = graph.slot(site.slot).node
+        for r, s in zip(*np.nonzero(keep), strict=True):
+            start = positions[site.sender][s]
+            end = positions["output" if node == "output" else node][r]
+            offset = 0.04 * ("qkv".find(site.slot[-1]) if site.slot[-2:-1] == "." else 0)
+            ax.annotate("", end + [offset, -0.08], start + [0, 0.08], arrowprops={
+                "arrowstyle": "->", "color": colours(slots.index(site.slot) % 10), "lw": 1.2})
+    for name, points in positions.items():
+        ax.scatter(points[:, 0], points[:, 1], s=60, c="orange", edgecolors="black", zorder=3)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xticks([])
+    ax.set_ylim(-0.5, len(rows) - 0.5)
+    kept = sum(int(mask.sum()) for mask in circuit.keep.values())
+    ax.set_title(f"{title}\n({kept} kept edges; colour = the slot they enter)")
     fig.tight_layout()
     _save(fig, path)
     return path
