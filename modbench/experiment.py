@@ -77,11 +77,13 @@ class ExperimentSpec:
                 raise UserError(f"cannot tell which selection {type(selection_config).__name__} configures")
             discovery = dataclasses.replace(discovery, selection=matching[0])
         if not discovery.selection:  # the discoverer's own selection (edge discoverers), else the task's
-            declared = DISCOVERERS.get(discoverer).traits
-            owner = declared if "selection" in declared else vars(task.config) | {
-                "selection": getattr(task.config, "selection", "top_k")}
-            discovery = dataclasses.replace(discovery, selection=owner["selection"])
-            selection_config = owner.get("selection_config")
+            owner = DISCOVERERS.get(discoverer).traits
+            if "selection" in owner:
+                selection, selection_config = owner["selection"], owner.get("selection_config")
+            else:
+                selection = getattr(task.config, "selection", "top_k")
+                selection_config = getattr(task.config, "selection_config", None)
+            discovery = dataclasses.replace(discovery, selection=selection)
         SELECTIONS.get(discovery.selection)
         INTERVENTIONS.get(discovery.intervention)
         return dataclasses.replace(

@@ -110,7 +110,7 @@ def discover_and_score_pack(pack: ModelPack, task: Task, pairs: ContrastivePairs
                 for p in range(len(pack))]
 
     def replacement_of(model: ModelAdapter) -> dict[str, Tensor]:
-        replacement = intervention.values(model, pairs, edges=edges)
+        replacement = cut_values if cut_values is not None else intervention.values(model, pairs)  # edges: one model
         facts["per_pair"] = replacement.per_pair
         return replacement.values
 

@@ -66,16 +66,17 @@ def evaluate_circuits(
         chunk = rows.reshape(-1)
         b = len(rows)
         masks = {name: mask[start : start + per_chunk] for name, mask in circuits.keep.items()}
-        if edges:
-            both = torch.cat([rows, rows], 1)  # (b, 2m): circuit c's clean then corrupted inputs
-            values = {name: value[both] if replacement.per_pair else value for name, value in replacement.values.items()}
-            out = run_edge_circuits(model, torch.cat([pairs.clean[rows], pairs.corrupted[rows]], 1), masks, values)
-            out = out.view(b, 2, m, *out.shape[2:]).transpose(0, 1).reshape(2 * b * m, *out.shape[2:])
-        else:
+        if edges:  # (b, 2m): circuit c's clean then corrupted inputs, one circuit per leading row
+            both, keep = torch.cat([rows, rows], 1), masks
+            inputs = torch.cat([pairs.clean[rows], pairs.corrupted[rows]], 1)
+        else:  # (2bm): a circuit per row
             both = torch.cat([chunk, chunk])
             keep = {name: mask.repeat_interleave(m, 0).repeat(2, 1) for name, mask in masks.items()}
-            values = {name: value[both] if replacement.per_pair else value for name, value in replacement.values.items()}
-            out = run_circuits(model, torch.cat([pairs.clean[chunk], pairs.corrupted[chunk]]), keep, values)
+            inputs = torch.cat([pairs.clean[chunk], pairs.corrupted[chunk]])
+        values = {name: value[both] if replacement.per_pair else value for name, value in replacement.values.items()}
+        out = (run_edge_circuits if edges else run_circuits)(model, inputs, keep, values)
+        if edges:  # as the node path lays them out: every clean row, then every corrupted row
+            out = out.view(b, 2, m, *out.shape[2:]).transpose(0, 1).reshape(2 * b * m, *out.shape[2:])
         logits = task.readout(out)
         clean_rows = logits[: len(logits) // 2]
         labels = task.targets(torch.cat([pairs.clean_labels[chunk], pairs.corrupted_labels[chunk]]))
