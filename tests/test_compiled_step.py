@@ -115,7 +115,7 @@ def test_prefetched_rows_are_the_per_step_draws_and_stop_at_every_save_point():
 def test_the_compile_flag_switches_compiled_steps_on_for_this_process_only(monkeypatch):
     from modbench.cli.options import request_compile
 
-    monkeypatch.delenv(COMPILE_ENV, raising=False)
+    monkeypatch.setenv(COMPILE_ENV, "0")  # recorded, so the teardown removes what request_compile sets
     request_compile(False)
     assert not compile_requested(None)
     request_compile(True)
