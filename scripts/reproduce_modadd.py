@@ -4,8 +4,8 @@ ON/OFF interventions on the contiguous clusters (cluster c = head c = MLP neuron
 ``run_experiment``. Writes leaderboards/modular_addition.md and the figures beside it.
 
 Edge discovery (ACDC and EAP-IG on the residual graph of heads and the MLP block) runs for every regime and every
-``--edge-seeds`` training seed, and the table across regimes answers whether modular training makes it faster
-or its circuits smaller.
+``--edge-seeds`` training seed (rows already in the results database are reused, as sweeps do), and the table
+across regimes answers whether modular training makes it faster or its circuits smaller.
 
     python scripts/reproduce_modadd.py [--seed 1] [--edge-seeds 1 2 3] [--boots 50] [--pairs 500] [--threads 2]
 """
@@ -19,7 +19,7 @@ import time
 import torch
 
 from modbench.discovery.catalog import OnOffConfig
-from modbench.experiment import DiscoveryConfig, ExperimentSpec, run_experiment
+from modbench.experiment import DiscoveryConfig, ExperimentSpec, record_identity, run_experiment
 from modbench.provenance import device_name, git_commit
 from modbench.registries import MODELS, TASKS
 from modbench.site import build_site
@@ -79,13 +79,16 @@ def main() -> None:
             fourier_embedding_figure(outcome.model.embed.W_E[: task.config.p],
                                      args.out / f"modular_addition_{method}_fourier.png", f"{method}, modular addition")
     edge_records = []
+    done = {record.config_hash: record for record in store.records(TASK)}  # latest row per config
     for seed in args.edge_seeds:
         for method in REGIMES:
             for discoverer in EDGE_DISCOVERERS:
                 spec = ExperimentSpec(task=TASK, method=method, train_seed=seed, discoverer=discoverer,
                                       discovery=discovery)
-                record, _ = run_experiment(spec, device, show_progress=False, data=data)
-                edge_records.append(store.append(record))
+                record = done.get(record_identity(spec.resolved(), data.source, task.config).config_hash)
+                if record is None:
+                    record = store.append(run_experiment(spec, device, show_progress=False, data=data)[0])
+                edge_records.append(record)
                 metric = record.metrics
                 print(f"seed {seed} {method:9s} {discoverer:6s} acc {record.test_accuracy:.4f} logit diff "
                       f"{metric['logit_margin']['mean']:.3f} edges {metric['circuit_edges']['mean']:.1f} "

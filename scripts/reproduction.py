@@ -42,17 +42,20 @@ def set_up(args: argparse.Namespace) -> Setting:
                    time.perf_counter())
 
 
-def edge_discovery_table(records: list, regimes: tuple[str, ...], discoverers: tuple[str, ...], metric: str) -> str:
+def edge_discovery_table(records: list, regimes: tuple[str, ...], discoverers: tuple[str, ...], metric: str,
+                         default_only: bool = True, extra: tuple[str, ...] = ()) -> str:
     """Does modular training make edge discovery faster or its circuits smaller? Per regime and edge discoverer
-    (default configs, ok rows): the mean over training seeds (± t-interval over seeds when there are several) of
-    the edges kept, ACDC's edge tests (forward passes of the sequential algorithm), the batched passes run,
-    the discovery time per resample and the circuit's faithfulness."""
+    (ok rows; default configs unless ``default_only`` is off, when ``records`` hold one config per cell): the
+    mean over training seeds (± t-interval over seeds when there are several) of the edges kept, ACDC's edge
+    tests (forward passes of the sequential algorithm), the batched passes run, the discovery time per
+    resample, the circuit's faithfulness and the ``extra`` metrics."""
     from modbench.results.leaderboard import cells
 
-    table = cells([r for r in records if r.discoverer in discoverers and r.variant == "default"])
+    table = cells([r for r in records if r.discoverer in discoverers and (r.variant == "default" or not default_only)])
     columns = [("circuit_edges", "edges kept", "{:.1f}"), ("edge_tests", "edge tests", "{:.0f}"),
                ("forward_passes", "forward passes", "{:.1f}"), ("discovery_time_s", "time / resample (s)", "{:.3f}"),
                (metric, metric.replace("_", " "), "{:.4f}"), ("sparsity", "sparsity", "{:.4f}")]
+    columns += [(key, key.replace("_", " "), "{:.4f}") for key in extra]
     lines = ["| discoverer | method | seeds | " + " | ".join(label for _, label, _ in columns) + " |",
              "|" + "---|" * (3 + len(columns))]
     for discoverer in discoverers:
