@@ -179,7 +179,8 @@ def trained_models(
     """Several models of one task: cached ones loaded, the others trained, those sharing a :func:`pack_key`
     together in packs (``pack``; one by one otherwise, or when alone). Per spec, its model and record, or the
     TrainingFailed of a model that diverged (the others are unaffected). Checkpoints, records and cache keys
-    are those of :func:`trained_model`; a packed training is not resumable (it saves no progress)."""
+    are those of :func:`trained_model`. A pack saves its progress under the hash of its members (in order), so
+    a killed pack resumes when the same models are asked for again."""
     from modbench.training.packed import Member, train_packed
 
     store = store or CheckpointStore(modbench_home() / "models")
@@ -191,7 +192,7 @@ def trained_models(
             locks.enter_context(store.lock(name))
         todo = [by_name[name] for name in pending if not store.exists(name)]  # another process may have saved it
         groups: dict[str, list[TrainingSpec]] = {}
-        for spec in todo:  # a model with saved progress resumes alone (packs save none)
+        for spec in todo:  # a model with saved progress of its own resumes alone
             resumable = store.progress(spec.checkpoint_name, spec.hash, spec.train.steps).path.exists()
             groups.setdefault(pack_key(spec) if pack and not resumable else spec.hash, []).append(spec)
         for group in groups.values():
@@ -203,13 +204,16 @@ def trained_models(
                 continue
             members = [Member(build_model(spec), METHODS.get(spec.method).build(spec.method_config), spec.train.seed)
                        for spec in group]
-            results = train_packed(members, task, data, group[0].train, device, show_progress)
+            pack_hash = config_hash([spec.hash for spec in group])
+            progress = store.progress(f"pack-{pack_hash}", pack_hash, group[0].train.steps)
+            results = train_packed(members, task, data, group[0].train, device, show_progress, progress=progress)
             for spec, member, result in zip(group, members, results, strict=True):
                 if isinstance(result, TrainingFailed):
                     failed[spec.checkpoint_name] = result
                 else:
                     _save_trained(spec, member.model, result, device, store)
                     store.progress(spec.checkpoint_name, spec.hash, spec.train.steps).discard()
+            progress.discard()
     fresh = {spec.checkpoint_name for spec in todo}
     out: list[tuple[nn.Module, dict[str, Any]] | TrainingFailed] = []
     for spec in specs:

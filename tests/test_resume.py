@@ -156,3 +156,43 @@ def test_several_models_at_once_resume_the_one_with_progress_alone_and_pack_none
     assert [meta["training"]["packed_with"] for _, meta in results] == [1, 1]
     assert_same_training(results[0], reference)
     assert not list(store.root.glob("*.progress.pt"))
+
+
+def pack_specs() -> list:  # noqa: ANN201
+    """Two regimes of one architecture and training config: one pack (BIMT swaps permute its slice)."""
+    vanilla = dataclasses.replace(spec(), method="vanilla", method_config=METHODS.get("vanilla").config)
+    return [spec(), vanilla]
+
+
+def train_pack_in(root: Path) -> list:  # noqa: ANN201
+    from modbench.pipeline import trained_models
+
+    return trained_models(pack_specs(), TASKS.get("toy_mlp").build(), tiny_data(), CPU, CheckpointStore(root),
+                          show_progress=False)
+
+
+def test_a_pack_killed_midway_resumes_from_its_progress_and_ends_as_the_uninterrupted_pack(tmp_path, monkeypatch):
+    from modbench.training import packed
+
+    reference = train_pack_in(tmp_path / "reference")
+    assert [meta["training"]["packed_with"] for _, meta in reference] == [2, 2]
+    original = packed.checkpoints
+
+    def failing(step, cfg):  # noqa: ANN001, ANN202
+        if step == KILL_AT:
+            raise KeyboardInterrupt
+        return original(step, cfg)
+
+    monkeypatch.setattr(packed, "checkpoints", failing)
+    store = CheckpointStore(tmp_path / "killed")
+    with pytest.raises(KeyboardInterrupt):
+        train_pack_in(store.root)
+    saved = list(store.root.glob("pack-*.progress.pt"))
+    assert len(saved) == 1 and not any(store.exists(s.checkpoint_name) for s in pack_specs())
+    monkeypatch.undo()
+    resumed = train_pack_in(store.root)
+    assert [meta["training"]["resumed_from_step"] for _, meta in resumed] == [500, 500]
+    assert [meta["training"]["packed_with"] for _, meta in resumed] == [2, 2]
+    for one, other in zip(resumed, reference, strict=True):
+        assert_same_training(one, other)
+    assert not list(store.root.glob("*.progress.pt")), "the saved members replace the pack's progress"

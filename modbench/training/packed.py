@@ -11,6 +11,8 @@ added to the model's slice of the stacked gradient), ``after_backward`` (on the 
 ``.grad``), and ``after_step`` (BIMT swaps permute the aliases and, through :class:`_SliceOptimizer`, the
 model's slice of the moment buffers). Each model draws its own batches from its own seed. The result equals
 training the models one by one (tested in float64), except ``train_time_s``: the pack's time divided by P.
+Like the one loop, a pack saves its whole state (stacked weights, optimizer, every batch order, histories)
+every ``progress.every`` steps, and a killed pack resumes from it and ends as the uninterrupted pack.
 """
 
 from __future__ import annotations
@@ -28,10 +30,22 @@ from modbench.data.dataset import TaskData
 from modbench.errors import TrainingFailed
 from modbench.methods.base import Method
 from modbench.tasks.base import Task, task_loss
+from modbench.training.checkpoint import ProgressFile
 from modbench.training.config import TrainConfig
 from modbench.training.progress import progress_bar
-from modbench.training.trainer import (PrefetchedRows, TrainResult, batches, begin_compiled_step, checkpoints,
-                                       compile_requested, compiled, diverged, evaluation_row, probe_memory, result_of)
+from modbench.training.trainer import (
+    PrefetchedRows,
+    TrainResult,
+    batches,
+    begin_compiled_step,
+    checkpoints,
+    compile_requested,
+    compiled,
+    diverged,
+    evaluation_row,
+    probe_memory,
+    result_of,
+)
 
 
 @dataclass
@@ -124,14 +138,18 @@ class _SliceOptimizer:
 
 
 def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainConfig, device: torch.device,
-                 show_progress: bool = True, compile_step: bool | None = None) -> list[TrainResult | TrainingFailed]:
+                 show_progress: bool = True, compile_step: bool | None = None,
+                 progress: ProgressFile | None = None) -> list[TrainResult | TrainingFailed]:
     """Train every member in place (``cfg`` with each member's seed); per member, its TrainResult or the
     TrainingFailed that one-by-one training would have raised (the others go on: models never mix).
     ``compile_step`` (default: ``$MODBENCH_COMPILE``): the pack's batched forward and backward run compiled,
-    as in ``trainer.train``."""
+    as in ``trainer.train``. ``progress``: the pack's periodic state, saved and resumed as ``trainer.train``
+    does for one model (the caller discards it once the members are saved)."""
     compile_step = compile_requested(compile_step)
     models = [member.model.to(device) for member in members]
-    peaks = [probe_memory(m.model, m.method, task, data, replace(cfg, seed=m.seed), device) for m in members]
+    saved = progress.load(_stacked_shapes(models)) if progress is not None else None
+    peaks = (list(zip(saved["peak"], saved["peak_kind"], strict=True)) if saved is not None else
+             [probe_memory(m.model, m.method, task, data, replace(cfg, seed=m.seed), device) for m in members])
     template = copy.deepcopy(models[0])  # before stacking; its tensors are replaced by the stack's in every call
     stack = _Stack(models)
     optimizer = torch.optim.AdamW(list(stack.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -152,11 +170,16 @@ def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainCo
     orders = [batches(len(x_train), cfg.batch_size, torch.Generator().manual_seed(m.seed)) for m in members]
     histories: list[list[dict[str, Any]]] = [[] for _ in members]
     failed: dict[int, TrainingFailed] = {}
+    first, before = 0, 0.0
+    if saved is not None:
+        histories, failed, first, before = _restore(saved, stack, optimizer, orders)
     last: list[dict[str, Tensor]] = [{} for _ in members]
-    rows_at = PrefetchedRows(lambda: torch.stack([next(order) for order in orders]), device, cfg.steps, cfg.steps)
+    rows_at = PrefetchedRows(lambda: torch.stack([next(order) for order in orders]), device, cfg.steps,
+                             progress.every if progress else cfg.steps)
     start = time.perf_counter()
     with progress_bar(cfg.steps, show_progress) as advance:
-        for step in range(cfg.steps):
+        advance(first, f"resumed at step {first}" if first else "")
+        for step in range(first, cfg.steps):
             rows = rows_at(step)
             if compile_step:
                 begin_compiled_step(device)
@@ -187,10 +210,37 @@ def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainCo
                                                            x_test, y_test))
             if evaluate:
                 advance(step + 1, f"{len(members) - len(failed)} of {len(members)} models training")
+            if progress is not None and (step + 1) % progress.every == 0 and step + 1 < cfg.steps:
+                progress.save({"step": step + 1, "model": stack.params | stack.buffers,
+                               "optimizer": optimizer.state_dict(), "order": [o.state_dict() for o in orders],
+                               "history": histories, "failed": {str(i): str(e) for i, e in failed.items()},
+                               "elapsed": before + time.perf_counter() - start,
+                               "peak": [peak for peak, _ in peaks], "peak_kind": [kind for _, kind in peaks]})
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     stack.zero_grads()  # the members keep views of the stack's weights, not of its gradients
-    share = (time.perf_counter() - start) / len(members)
-    return [failed.get(index) or replace(result_of(histories[index], last[index], share, *peaks[index]),
+    share = (before + time.perf_counter() - start) / len(members)
+    return [failed.get(index) or replace(result_of(histories[index], last[index], share, *peaks[index], first),
                                          packed_with=len(members), compiled_step=compile_step)
             for index in range(len(members))]
+
+
+def _stacked_shapes(models: list[nn.Module]) -> dict[str, Tensor]:
+    """What a pack's saved weights must look like (trainable parameters and buffers, a leading model axis),
+    as shape-only tensors: a state left by another pack or another version of the model is set aside."""
+    first = models[0]
+    named = [(n, p) for n, p in first.named_parameters() if p.requires_grad] + list(first.named_buffers())
+    return {name: torch.empty((len(models), *value.shape), device="meta") for name, value in named}
+
+
+def _restore(saved: dict[str, Any], stack: _Stack, optimizer: torch.optim.Optimizer,
+             orders: list[Any]) -> tuple[list[list[dict[str, Any]]], dict[int, TrainingFailed], int, float]:
+    """Put a saved pack state back in place (the members' tensors are views of the stack, so they follow)."""
+    with torch.no_grad():
+        for name, stacked in (stack.params | stack.buffers).items():
+            stacked.copy_(saved["model"][name])
+    optimizer.load_state_dict(saved["optimizer"])
+    for order, state in zip(orders, saved["order"], strict=True):
+        order.load_state_dict(state)
+    failed = {int(index): TrainingFailed(message) for index, message in saved["failed"].items()}
+    return saved["history"], failed, int(saved["step"]), float(saved["elapsed"])
