@@ -136,7 +136,19 @@ def _save(fig: plt.Figure, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+    png = _palette_png(buffer.getvalue())
+    atomic_write(path, lambda handle: handle.write(png))
+
+
+def _palette_png(png: bytes) -> bytes:
+    """The figure with a 256-colour palette (median cut): nothing visible is lost on lines, markers and colour
+    maps, and a dense circuit drawing shrinks ~2.5x (1.0 to 0.4 MB), which matters in a committed site."""
+    from PIL import Image  # matplotlib's own dependency
+
+    out = io.BytesIO()
+    with Image.open(io.BytesIO(png)) as image:
+        image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(out, format="png", optimize=True)
+    return out.getvalue()
 
 
 def sparsity_scatter(table: pd.DataFrame, path: Path, title: str, metric: str = "logit_difference") -> Path:
