@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 import torch
-from reproduction import edge_discovery_table
 
 from modbench.paths import modbench_home
 from modbench.provenance import device_name, git_commit, resolve_device
 from modbench.results.store import ResultStore
 from modbench.sweeps import ExecutorOptions, SweepSpec, execute, make_executor, plan
+from reproduction import edge_discovery_table
 
 REGIMES = ("bimt", "l1_local", "l1", "l1_swap", "vanilla")
 ROOT = Path(__file__).resolve().parent.parent

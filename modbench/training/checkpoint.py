@@ -78,6 +78,10 @@ class ProgressFile:
         plain = {"config_hash": self.config_hash, **state}
         atomic_write(self.path, lambda handle: torch.save(plain, handle))
 
+    def due(self, done: int, steps: int) -> bool:
+        """Save after ``done`` of ``steps`` steps? Every ``every`` steps, never at the end (the checkpoint is)."""
+        return done % self.every == 0 and done < steps
+
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
 

@@ -33,19 +33,8 @@ from modbench.tasks.base import Task, task_loss
 from modbench.training.checkpoint import ProgressFile
 from modbench.training.config import TrainConfig
 from modbench.training.progress import progress_bar
-from modbench.training.trainer import (
-    PrefetchedRows,
-    TrainResult,
-    batches,
-    begin_compiled_step,
-    checkpoints,
-    compile_requested,
-    compiled,
-    diverged,
-    evaluation_row,
-    probe_memory,
-    result_of,
-)
+from modbench.training.trainer import (PrefetchedRows, TrainResult, batches, begin_compiled_step, checkpoints,
+                                       compile_requested, compiled, diverged, evaluation_row, probe_memory, result_of)
 
 
 @dataclass
@@ -210,7 +199,7 @@ def train_packed(members: list[Member], task: Task, data: TaskData, cfg: TrainCo
                                                            x_test, y_test))
             if evaluate:
                 advance(step + 1, f"{len(members) - len(failed)} of {len(members)} models training")
-            if progress is not None and (step + 1) % progress.every == 0 and step + 1 < cfg.steps:
+            if progress is not None and progress.due(step + 1, cfg.steps):
                 progress.save({"step": step + 1, "model": stack.params | stack.buffers,
                                "optimizer": optimizer.state_dict(), "order": [o.state_dict() for o in orders],
                                "history": histories, "failed": {str(i): str(e) for i, e in failed.items()},

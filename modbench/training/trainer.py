@@ -214,7 +214,7 @@ def train(
             if evaluate:
                 history.append(evaluation_row(model, method, task, losses, logged, step, x_test, y_test))
                 advance(step + 1, f"loss {history[-1]['total']:.4f} acc {history[-1]['test_accuracy']:.4f}")
-            if progress is not None and (step + 1) % progress.every == 0 and step + 1 < cfg.steps:
+            if progress is not None and progress.due(step + 1, cfg.steps):
                 progress.save({"step": step + 1, "model": model.state_dict(),
                                "optimizer": stepper.optimizer.state_dict(), "order": index.state_dict(),
                                "history": history, "elapsed": before + time.perf_counter() - start,
